@@ -1,0 +1,157 @@
+"""aperiodic-jupyter: crypto taker-flow data in Jupyter.
+
+>>> from aperiodic_jupyter import get_flow
+>>> df = get_flow("binance-futures", "BTC", "1h", "2024-01-01", "2024-03-31")
+
+With no API key configured the data comes from the embedded demo source and is labelled
+as simulated (``df.attrs["simulated"]``). In a notebook: ``%load_ext aperiodic_jupyter``
+then ``%flow binance BTC 1h 2024-01..2024-03``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import os
+import threading
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+
+from .client import Client, Progress
+from .config import Secret, settings
+from .errors import (
+    AperiodicError,
+    AuthError,
+    DownloadError,
+    NoDataError,
+    PlanError,
+    QueryError,
+    SchemaError,
+    ServerError,
+    SourceError,
+    SymbolError,
+)
+from .flow import compute_flow, order_size_shares
+from .query import EXCHANGES, INTERVALS, Query, make_query, parse_range
+from .symbols import resolve_symbol
+
+__all__ = [
+    "__version__",
+    "get_flow",
+    "get_metrics",
+    "default_client",
+    "set_api_key",
+    "Client",
+    "Query",
+    "Progress",
+    "make_query",
+    "parse_range",
+    "resolve_symbol",
+    "compute_flow",
+    "order_size_shares",
+    "settings",
+    "EXCHANGES",
+    "INTERVALS",
+    "AperiodicError",
+    "QueryError",
+    "SymbolError",
+    "SourceError",
+    "AuthError",
+    "PlanError",
+    "NoDataError",
+    "ServerError",
+    "DownloadError",
+    "SchemaError",
+]
+
+_default_lock = threading.Lock()
+_default: tuple[tuple[Any, ...], Client] | None = None
+
+
+def _settings_fingerprint() -> tuple[Any, ...]:
+    env = tuple(os.environ.get(k) for k in ("APERIODIC_API_KEY", "APERIODIC_API_URL", "APERIODIC_CACHE_DIR"))
+    return (settings.api_key, settings.base_url, settings.cache_dir, settings.max_concurrency, settings.source, env)
+
+
+def default_client() -> Client:
+    """The client :func:`get_flow` uses: built from ``settings`` and the environment,
+    rebuilt when either changes."""
+    global _default
+    with _default_lock:
+        fp = _settings_fingerprint()
+        if _default is None or _default[0] != fp:
+            if _default is not None:
+                _default[1].close()
+            _default = (fp, Client())
+        return _default[1]
+
+
+def set_api_key(key: str | None) -> None:
+    """Set the API key for this kernel (what ``%config Aperiodic.api_key`` does)."""
+    settings.api_key = Secret(key) if key else None
+
+
+def get_metrics(
+    metric: str,
+    exchange: str,
+    symbol: str,
+    interval: str,
+    start: date | datetime | str,
+    end: date | datetime | str | None = None,
+    *,
+    timestamp: str = "exchange",
+    source: str | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Any metric on the API's ``/data/{metric}`` path as a DataFrame; see :func:`get_flow`."""
+    if source is None:
+        client = default_client()
+        return client.get_metrics(
+            metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
+        )
+    with Client(source) as client:  # type: ignore[arg-type]
+        return client.get_metrics(
+            metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
+        )
+
+
+def get_flow(
+    exchange: str,
+    symbol: str,
+    interval: str,
+    start: date | datetime | str,
+    end: date | datetime | str | None = None,
+    *,
+    timestamp: str = "exchange",
+    source: str | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Taker-flow metrics for one symbol as a pandas DataFrame.
+
+    Args:
+        exchange: ``binance-futures``, ``okx-perps``, ``hyperliquid-perps`` (or the
+            aliases ``binance``, ``okx``, ``hyperliquid``).
+        symbol: ``BTC``, ``BTCUSDT``, ``BTC-USDT-SWAP``, ``BTC/USDT:USDT`` or the Atlas
+            ``perpetual-BTC-USDT:USDT``.
+        interval: ``1m 5m 15m 30m 1h 4h 1d``.
+        start, end: UTC days, inclusive (``date``, ``datetime`` or ``"2024-01-31"``); or
+            pass a whole range as ``start`` (``"2024-01..2024-03"``) and no ``end``.
+        timestamp: ``exchange`` (exchange time) or ``true`` (arrival time).
+        source: ``api`` or ``demo``; default: the API when a key is configured.
+        refresh: fetch again even if cached.
+        progress: show a progress bar while months download.
+
+    Returns:
+        One row per bar: ``time`` (tz-aware UTC bar start, a column), base-asset
+        volumes (``taker_buy_volume``...), trade counts, quote-notional columns
+        (``volume_delta_notional``, ``taker_*_order_volume``), ratios and scores. See
+        ``aperiodic_jupyter.schema.FLOW_UNITS`` for every column's unit.
+        ``df.attrs`` says where the data came from and whether it is simulated.
+    """
+    return get_metrics(
+        "flow", exchange, symbol, interval, start, end, timestamp=timestamp, source=source, refresh=refresh, progress=progress
+    )

@@ -1,0 +1,352 @@
+"""The fetch core: query → cache → source → frame.
+
+Both front ends (the ``%flow`` magic and the explorer widget) and the module-level
+:func:`get_flow` call :meth:`Client.fetch`; none of them fetch on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, default_cache_dir
+from .config import Secret, resolve_api_key, settings
+from .errors import QueryError
+from .frame import assemble, table_to_frame
+from .query import Month, Query, make_query
+from .schema import FLOW_FILE_SCHEMA
+from .sources.api import ApiSource
+from .sources.base import Source
+from .sources.demo import DEMO_LABEL, DemoSource
+
+__all__ = ["Client", "Progress", "ProgressCallback", "shared_memory_cache"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a fetch stands: months ``done`` of ``total``, of which ``cached`` came from
+    the cache (never downloaded)."""
+
+    done: int
+    total: int
+    cached: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+_memory_lock = threading.Lock()
+_memory: MemoryCache | None = None
+
+
+def shared_memory_cache() -> MemoryCache:
+    """The per-kernel memory cache every :class:`Client` shares by default."""
+    global _memory
+    with _memory_lock:
+        if _memory is None:
+            _memory = MemoryCache(settings.memory_cache_bytes)
+        _memory.max_bytes = settings.memory_cache_bytes
+        return _memory
+
+
+class _InFlight:
+    """Months being fetched right now, so a second caller waits instead of downloading
+    the same month again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[CacheKey, Future[pa.Table]] = {}
+
+    def claim(self, keys: Sequence[CacheKey]) -> tuple[dict[CacheKey, Future[pa.Table]], dict[CacheKey, Future[pa.Table]]]:
+        mine: dict[CacheKey, Future[pa.Table]] = {}
+        theirs: dict[CacheKey, Future[pa.Table]] = {}
+        with self._lock:
+            for key in keys:
+                if key in self._futures:
+                    theirs[key] = self._futures[key]
+                else:
+                    mine[key] = self._futures[key] = Future()
+        return mine, theirs
+
+    def release(self, key: CacheKey) -> None:
+        with self._lock:
+            self._futures.pop(key, None)
+
+
+_inflight = _InFlight()
+
+
+class Client:
+    """A source, a cache and settings: the object every fetch goes through.
+
+    Args:
+        source: ``"auto"`` (the API when a key is configured, else the demo), ``"api"``,
+            ``"demo"``, or a :class:`~aperiodic_jupyter.sources.base.Source` instance.
+        api_key: API key; else ``%config Aperiodic.api_key``, else ``APERIODIC_API_KEY``.
+            Never shown in a repr, an error or a log line.
+        base_url: API root; else ``APERIODIC_API_URL``, else the public API.
+        cache_dir: disk cache root; ``None`` for the default (``APERIODIC_CACHE_DIR`` or
+            the platform cache dir), ``False`` for no disk cache.
+        memory_cache: the memory cache; by default the one shared by the kernel.
+        ttl: seconds a month that is not yet complete stays fresh.
+        max_concurrency: downloads in flight at once.
+        **api_options: passed to :class:`~aperiodic_jupyter.sources.api.ApiSource`
+            (``timeout``, ``max_attempts``, ``backoff``, ``max_retry_wait``, ...).
+
+    ``Client`` is a context manager; ``close()`` releases its HTTP connections.
+    """
+
+    def __init__(
+        self,
+        source: Literal["auto", "api", "demo"] | Source = "auto",
+        *,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        cache_dir: str | Path | None | Literal[False] = None,
+        memory_cache: MemoryCache | None = None,
+        ttl: float = 15 * 60.0,
+        max_concurrency: int | None = None,
+        **api_options: Any,
+    ) -> None:
+        if isinstance(source, str):
+            choice = source if source != "auto" else settings.source
+            if choice == "auto":
+                choice = "api" if resolve_api_key(api_key) else "demo"
+            if choice == "api":
+                self.source: Source = ApiSource(
+                    api_key, base_url, max_concurrency=max_concurrency or settings.max_concurrency, **api_options
+                )
+            elif choice == "demo":
+                self.source = DemoSource()
+            else:
+                raise QueryError(f"unknown source {source!r}; valid: auto, api, demo")
+        else:
+            self.source = source
+        if cache_dir is False or cache_dir == "" or (cache_dir is None and settings.cache_dir == ""):
+            disk = None
+        else:
+            disk = DiskCache(cache_dir or settings.cache_dir or default_cache_dir())
+        self.cache = MonthCache(memory_cache if memory_cache is not None else shared_memory_cache(), disk, ttl)
+
+    def __repr__(self) -> str:
+        where = self.cache.disk.root if self.cache.disk else "memory only"
+        return f"Client(source={self.source!r}, cache={str(where)!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.source.close()
+
+    # -- building queries ---------------------------------------------------------------
+
+    def query(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: date | datetime | str,
+        end: date | datetime | str | None = None,
+        *,
+        timestamp: str = "exchange",
+        metric: str = "flow",
+    ) -> Query:
+        """Validate arguments into a :class:`Query` (see :func:`make_query`)."""
+        return make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def plan(self, query: Query) -> pd.DataFrame:
+        """The months a query needs and whether each is cached: a dry run, nothing is
+        downloaded. Columns: ``month``, ``cached`` (``memory``/``disk``/``None``)."""
+        rows = []
+        for month in query.months:
+            hit = self.cache.get(CacheKey.of(self.source.cache_namespace, query, month))
+            rows.append({"month": str(month), "cached": hit[1] if hit else None})
+        return pd.DataFrame(rows, columns=["month", "cached"])
+
+    def fetch_table(
+        self,
+        query: Query,
+        *,
+        refresh: bool = False,
+        progress: bool | ProgressCallback | None = None,
+    ) -> tuple[pa.Table, dict[str, str]]:
+        """The query's rows as an Arrow table (``time`` tz-aware UTC), and where each
+        month came from (``memory``, ``disk``, ``download``)."""
+        ns = self.source.cache_namespace
+        keys = {m: CacheKey.of(ns, query, m) for m in query.months}
+        parts: dict[Month, pa.Table] = {}
+        origin: dict[str, str] = {}
+        if not refresh:
+            for month, key in keys.items():
+                hit = self.cache.get(key)
+                if hit is not None:
+                    parts[month], origin[str(month)] = hit
+        missing = [keys[m] for m in query.months if m not in parts]
+        report = _reporter(progress, len(keys), len(parts), missing, query)
+        if missing:
+            mine, theirs = _inflight.claim(missing)
+            try:
+                if mine:
+                    self._download(query, mine, parts, origin, report)
+                for key, fut in theirs.items():
+                    parts[key.month] = fut.result()
+                    origin[str(key.month)] = "download"
+                    report()
+            finally:
+                for key, fut in mine.items():
+                    if not fut.done():
+                        fut.set_exception(RuntimeError(f"the fetch of {key.month} by another call failed"))
+                    _inflight.release(key)
+                report(close=True)
+        table = assemble(list(parts.items()), query)
+        if table.num_rows == 0 and query.metric == "flow":
+            table = FLOW_FILE_SCHEMA.empty_table()
+        return table, dict(sorted(origin.items()))
+
+    def _download(
+        self,
+        query: Query,
+        mine: dict[CacheKey, Future[pa.Table]],
+        parts: dict[Month, pa.Table],
+        origin: dict[str, str],
+        report: Callable[..., None],
+    ) -> None:
+        by_month = {key.month: key for key in mine}
+        lock = threading.Lock()
+
+        def on_month(month: Month, table: pa.Table, raw: bytes | None) -> None:
+            key = by_month[month]
+            self.cache.put(key, table, raw)
+            with lock:
+                parts[month] = table
+                origin[str(month)] = "download"
+            mine[key].set_result(table)
+            report()
+
+        self.source.fetch_months(query, sorted(by_month), on_month)
+
+    def fetch(
+        self,
+        query: Query,
+        *,
+        refresh: bool = False,
+        progress: bool | ProgressCallback | None = None,
+    ) -> pd.DataFrame:
+        """Fetch a query as a pandas DataFrame.
+
+        ``time`` is a tz-aware UTC column (bar start), rows sorted by it and trimmed to
+        ``[start 00:00, end 23:59:59.999999]``. ``df.attrs`` records ``query``,
+        ``source``, ``simulated``, ``label``, ``months`` (month → ``memory``/``disk``/
+        ``download``), ``from_cache`` and ``downloaded``.
+
+        Args:
+            refresh: ignore cached months and fetch again (the cache is updated).
+            progress: ``True`` for a progress bar (shown only when something downloads),
+                or a callable receiving :class:`Progress`.
+        """
+        table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
+        df = table_to_frame(table)
+        df.attrs.update(self._attrs(query, origin))
+        return df
+
+    async def fetch_async(self, query: Query, **kwargs: Any) -> pd.DataFrame:
+        """:meth:`fetch` for ``await``: the work runs in a worker thread, so the event
+        loop (Jupyter's included) keeps running."""
+        return await asyncio.to_thread(self.fetch, query, **kwargs)
+
+    def _attrs(self, query: Query, origin: dict[str, str]) -> dict[str, Any]:
+        simulated = bool(getattr(self.source, "simulated", False))
+        return {
+            "query": query.to_dict(),
+            "source": self.source.name,
+            "simulated": simulated,
+            "label": DEMO_LABEL if simulated else f"Aperiodic API ({query.exchange})",
+            "months": origin,
+            "from_cache": [m for m, o in origin.items() if o != "download"],
+            "downloaded": [m for m, o in origin.items() if o == "download"],
+            "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def get_metrics(
+        self,
+        metric: str,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: date | datetime | str,
+        end: date | datetime | str | None = None,
+        *,
+        timestamp: str = "exchange",
+        refresh: bool = False,
+        progress: bool | ProgressCallback | None = None,
+    ) -> pd.DataFrame:
+        """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...)."""
+        q = make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
+        return self.fetch(q, refresh=refresh, progress=progress)
+
+    def get_flow(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: date | datetime | str,
+        end: date | datetime | str | None = None,
+        *,
+        timestamp: str = "exchange",
+        refresh: bool = False,
+        progress: bool | ProgressCallback | None = None,
+    ) -> pd.DataFrame:
+        """Taker-flow metrics; see :func:`aperiodic_jupyter.get_flow`."""
+        return self.get_metrics(
+            "flow", exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
+        )
+
+
+def _reporter(
+    progress: bool | ProgressCallback | None,
+    total: int,
+    cached: int,
+    missing: Sequence[CacheKey],
+    query: Query,
+) -> Callable[..., None]:
+    """A ``report(close=False)`` function that counts finished months."""
+    state = {"done": cached}
+    lock = threading.Lock()
+    bar = None
+    if progress is True and missing:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(missing), unit="month", desc=f"{query.symbol} {query.interval}", leave=False)
+        if cached:
+            bar.set_postfix_str(f"{cached} cached")
+    callback = progress if callable(progress) else None
+    if callback is not None:
+        callback(Progress(cached, total, cached))
+
+    def report(close: bool = False) -> None:
+        if close:
+            if bar is not None:
+                bar.close()
+            return
+        with lock:
+            state["done"] += 1
+            done = state["done"]
+        if bar is not None:
+            bar.update(1)
+        if callback is not None:
+            callback(Progress(done, total, cached))
+
+    return report

@@ -1,0 +1,74 @@
+"""Typed errors.
+
+One base class, a few precise subclasses, so callers catch what they mean (the shape
+httpx uses: ``HTTPError`` → ``RequestError`` / ``HTTPStatusError``). Every message is one
+line that says what was wrong and what is valid. No message ever contains the API key or
+a presigned URL: errors are built from our own words and the server's JSON ``error``
+text, never from request objects.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AperiodicError",
+    "QueryError",
+    "SymbolError",
+    "SourceError",
+    "AuthError",
+    "PlanError",
+    "NoDataError",
+    "ServerError",
+    "DownloadError",
+    "SchemaError",
+]
+
+
+class AperiodicError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class QueryError(AperiodicError, ValueError):
+    """The query itself is invalid (bad exchange, interval, date range, option...)."""
+
+
+class SymbolError(QueryError):
+    """The symbol is not listed on the exchange; the message carries suggestions."""
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.suggestions = list(suggestions or [])
+
+
+class SourceError(AperiodicError):
+    """The data source refused or failed to answer."""
+
+    status_code: int | None = None
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthError(SourceError):
+    """401: missing or invalid API key."""
+
+
+class PlanError(SourceError):
+    """403 from the API: the plan does not cover this request."""
+
+
+class NoDataError(SourceError):
+    """404: no data for that symbol or range."""
+
+
+class ServerError(SourceError):
+    """The API kept failing (rate limits, 5xx, time-outs) after bounded retries, or
+    answered something outside the contract."""
+
+
+class DownloadError(SourceError):
+    """A data file could not be downloaded intact after bounded retries."""
+
+
+class SchemaError(AperiodicError):
+    """Files of one query disagree on their columns or types."""

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+import aperiodic_jupyter
+from aperiodic_jupyter import Client
+from aperiodic_jupyter.cache import MemoryCache
+from aperiodic_jupyter.config import Settings
+
+from .server import API_KEY, FakeApi
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No test sees the developer's key, API URL, cache or settings."""
+    for name in ("APERIODIC_API_KEY", "APERIODIC_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APERIODIC_CACHE_DIR", str(tmp_path / "default-cache"))
+    fresh = Settings()
+    for field in vars(fresh):
+        monkeypatch.setattr(aperiodic_jupyter.settings, field, getattr(fresh, field))
+    yield
+
+
+@pytest.fixture
+def api():
+    with FakeApi() as server:
+        yield server
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """Clients against a server, with fast retries and a private cache."""
+    made = []
+
+    def make(server: FakeApi, *, cache_dir=None, memory=None, **options) -> Client:
+        options.setdefault("backoff", 0.01)
+        options.setdefault("max_retry_wait", 2.0)
+        options.setdefault("timeout", 5.0)
+        client = Client(
+            "api",
+            api_key=options.pop("api_key", API_KEY),
+            base_url=server.base_url,
+            cache_dir=tmp_path / "cache" if cache_dir is None else cache_dir,
+            memory_cache=memory if memory is not None else MemoryCache(),
+            **options,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -1,0 +1,381 @@
+"""A loopback stand-in for the Aperiodic API, following ``shared/api/flow.md``.
+
+A real HTTP server (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive) on 127.0.0.1:
+
+- ``GET /api/v1/data/{metric}`` checks ``X-API-KEY`` and the parameters, and answers
+  ``{"files": [...]}`` with one presigned-style URL per month (or per day from
+  ``daily_from`` on), in shuffled order;
+- ``GET /files/{token}?X-Amz-Expires=...&X-Amz-Signature=...`` serves the Parquet file
+  until the token expires (``url_ttl`` seconds), then answers 403 like S3.
+
+Faults are injected per request with :meth:`FakeApi.inject`: a status (401, 403, 404,
+429 with ``Retry-After``, 500, 503...), a delay, a truncated body, or corrupt bytes.
+Every request is counted, so tests can assert "zero requests" on a warm call.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import random
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from aperiodic_jupyter.schema import FLOW_FILE_SCHEMA
+
+API_KEY = "test-key-5f2c9a17d3"
+EXCHANGES = {"binance-futures", "okx-perps", "hyperliquid-perps"}
+INTERVAL_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
+
+DataFn = Callable[[str, str, str, str, str, int, int, int | None], pa.Table | None]
+
+
+def synthetic_table(
+    metric: str, exchange: str, symbol: str, interval: str, timestamp: str, year: int, month: int, day: int | None = None
+) -> pa.Table | None:
+    """Deterministic, easy-to-check flow data: bar ``i`` of the month has
+    ``taker_buy_count == i`` and ``taker_buy_volume == i + offset`` where the offset is
+    0.0 for exchange time and 0.5 for arrival time. Symbols containing ``NODATA`` have
+    none; ``2019`` months are empty."""
+    if "NODATA" in symbol or year == 2019:
+        return None
+    step = INTERVAL_MINUTES[interval]
+    first = datetime(year, month, day or 1)
+    days = 1 if day else calendar.monthrange(year, month)[1]
+    n = days * 1440 // step
+    offset_bars = (first - datetime(year, month, 1)) // timedelta(minutes=step)
+    idx = np.arange(offset_bars, offset_bars + n)
+    times = np.datetime64(first, "us") + np.arange(n) * np.timedelta64(step, "m")
+    cols: dict[str, pa.Array] = {"time": pa.array(times, type=pa.timestamp("us"))}
+    offset = 0.5 if timestamp == "true" else 0.0
+    for field in list(FLOW_FILE_SCHEMA)[1:]:
+        if field.name == "taker_buy_volume":
+            values = idx + offset
+        elif field.name == "taker_buy_count":
+            values = idx
+        else:
+            values = (idx % 7) + 1
+        cols[field.name] = pa.array(np.asarray(values).astype(field.type.to_pandas_dtype()))
+    return pa.table(cols, schema=FLOW_FILE_SCHEMA)
+
+
+@dataclass
+class Fault:
+    route: str  # "list" or "file"
+    status: int | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    truncate: bool = False
+    corrupt: bool = False
+    body: dict | None = None
+    match: str | None = None  # only files whose label (2024-01, 2026-08-12) contains this
+    times: int = 1
+
+
+class FakeApi:
+    """The server. Use as a context manager, or ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        data: DataFn = synthetic_table,
+        *,
+        api_key: str = API_KEY,
+        url_ttl: float = 300.0,
+        daily_from: date | None = None,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
+    ) -> None:
+        self.data = data
+        self.api_key = api_key
+        self.url_ttl = url_ttl
+        self.daily_from = daily_from
+        self.latency = latency
+        self.bandwidth = bandwidth  # bytes per second per response, None = unlimited
+        self.counts: Counter[str] = Counter()
+        self.log: list[tuple[str, str, int]] = []  # (route, label or query, status)
+        self.received_keys: list[str | None] = []
+        self._faults: list[Fault] = []
+        self._tokens: dict[str, tuple[tuple, float]] = {}
+        self._files: dict[tuple, bytes] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.inflight = 0
+        self.max_inflight = 0  # most file downloads served at the same moment
+
+    # -- control ---------------------------------------------------------------------
+
+    def inject(self, route: str, **kwargs) -> Fault:
+        fault = Fault(route, **kwargs)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def take_fault(self, route: str, label: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.route == route and fault.times > 0 and (fault.match is None or fault.match in label):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.log.clear()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/api/v1"
+
+    def start(self) -> FakeApi:
+        handler = type("Handler", (_Handler,), {"api": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> FakeApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- data --------------------------------------------------------------------------
+
+    def file_bytes(self, key: tuple) -> bytes | None:
+        with self._lock:
+            if key in self._files:
+                return self._files[key]
+        table = self.data(*key)
+        if table is not None and key[-1] is None and self.daily_from is not None:
+            cut = pa.scalar(datetime.combine(self.daily_from, datetime.min.time()), pa.timestamp("us"))
+            table = table.filter(pc.less(table.column("time"), cut))
+        raw = None
+        if table is not None:
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            raw = buf.getvalue()
+        with self._lock:
+            self._files[key] = raw  # type: ignore[assignment]
+        return raw
+
+    def listing(self, params: dict[str, str]) -> list[dict]:
+        start = date.fromisoformat(params["start_date"])
+        end = date.fromisoformat(params["end_date"])
+        base = (params["metric"], params["exchange"], params["symbol"], params["interval"], params["timestamp"])
+        files = []
+        y, m = start.year, start.month
+        while (y, m) <= (end.year, end.month):
+            if self.daily_from is not None and date(y, m, calendar.monthrange(y, m)[1]) >= self.daily_from:
+                # After the cutover, days come as daily files; the cutover month keeps a
+                # monthly file for the days before it.
+                first = max(start, date(y, m, 1), self.daily_from)
+                last = min(end, date(y, m, calendar.monthrange(y, m)[1]))
+                days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+                keys = [base + (y, m, d.day) for d in days]
+                if date(y, m, 1) < self.daily_from:
+                    keys.insert(0, base + (y, m, None))
+            else:
+                keys = [base + (y, m, None)]
+            for key in keys:
+                if self.file_bytes(key) is None:
+                    continue
+                token = secrets.token_hex(12)
+                with self._lock:
+                    self._tokens[token] = (key, time.monotonic() + self.url_ttl)
+                entry = {"year": y, "month": m, "url": self._file_url(token, key)}
+                if key[-1] is not None:
+                    entry["day"] = key[-1]
+                files.append(entry)
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        random.shuffle(files)
+        return files
+
+    def _file_url(self, token: str, key: tuple) -> str:
+        host, port = self._server.server_address[:2]  # type: ignore[union-attr]
+        sig = secrets.token_hex(16)
+        name = f"{key[5]:04d}-{key[6]:02d}" + (f"-{key[7]:02d}" if key[7] else "")
+        return f"http://{host}:{port}/files/{token}/{name}.parquet?X-Amz-Expires={int(self.url_ttl)}&X-Amz-Signature={sig}"
+
+    def resolve_token(self, token: str) -> tuple | None:
+        with self._lock:
+            entry = self._tokens.get(token)
+        if entry is None or time.monotonic() > entry[1]:
+            return None
+        return entry[0]
+
+
+def _label(key: tuple) -> str:
+    return f"{key[5]:04d}-{key[6]:02d}" + (f"-{key[7]:02d}" if key[7] else "")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: FakeApi
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self._write(body)
+
+    def _write(self, body: bytes) -> None:
+        bw = self.api.bandwidth
+        if not bw:
+            self.wfile.write(body)
+            return
+        chunk = 64 * 1024
+        for i in range(0, len(body), chunk):
+            piece = body[i : i + chunk]
+            self.wfile.write(piece)
+            time.sleep(len(piece) / bw)
+
+    def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), headers=headers)
+
+    def _apply_fault(self, fault: Fault | None, route: str, label: str) -> bool:
+        """Answer with the fault if it decides the response; True when handled."""
+        if fault is None:
+            return False
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.status is not None:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+            body = fault.body or {"error": f"injected {fault.status}", "details": []}
+            self._record(route, label, fault.status)
+            self._json(fault.status, body, headers)
+            return True
+        return False
+
+    def _record(self, route: str, label: str, status: int) -> None:
+        with self.api._lock:
+            self.api.counts[route] += 1
+            self.api.counts["total"] += 1
+            self.api.log.append((route, label, status))
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.api.latency:
+            time.sleep(self.api.latency)
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/api/v1/data/"):
+            self._list(parts.path.rsplit("/", 1)[1], parts.query)
+        elif parts.path.startswith("/files/"):
+            self._file(parts.path.split("/")[2])
+        else:
+            self._record("other", parts.path, 404)
+            self._json(404, {"error": "Not Found"})
+
+    def _list(self, metric: str, query: str) -> None:
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        label = f"{params.get('start_date')}..{params.get('end_date')}"
+        key = self.headers.get("X-API-KEY")
+        with self.api._lock:
+            self.api.received_keys.append(key)
+        if self._apply_fault(self.api.take_fault("list", label), "list", label):
+            return
+        if key != self.api.api_key:
+            self._record("list", label, 401)
+            self._json(401, {"error": "Authorization Required"})
+            return
+        problems = _validate(params)
+        if problems:
+            self._record("list", label, 400)
+            self._json(400, {"error": "Invalid parameters", "details": problems})
+            return
+        params["metric"] = metric
+        files = self.api.listing(params)
+        if not files:
+            self._record("list", label, 404)
+            self._json(404, {"error": "Not Found"})
+            return
+        self._record("list", label, 200)
+        self._json(200, {"files": files})
+
+    def _file(self, token: str) -> None:
+        with self.api._lock:
+            self.api.inflight += 1
+            self.api.max_inflight = max(self.api.max_inflight, self.api.inflight)
+        try:
+            self._serve_file(token)
+        finally:
+            with self.api._lock:
+                self.api.inflight -= 1
+
+    def _serve_file(self, token: str) -> None:
+        fault = self.api.take_fault("file", self._peek_label(token))
+        if self._apply_fault(fault, "file", self._peek_label(token)):
+            return
+        key = self.api.resolve_token(token)
+        if key is None:
+            self._record("file", self._peek_label(token), 403)
+            self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", "application/xml")
+            return
+        raw = self.api.file_bytes(key)
+        label = _label(key)
+        if fault is not None and fault.corrupt:
+            raw = b"PAR1" + bytes(random.Random(1).randrange(256) for _ in range(len(raw or b"") // 2)) + b"PAR1"
+        self._record("file", label, 200)
+        if fault is not None and fault.truncate:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw[: len(raw) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(200, raw or b"", "application/octet-stream")
+
+    def _peek_label(self, token: str) -> str:
+        with self.api._lock:
+            entry = self.api._tokens.get(token)
+        return _label(entry[0]) if entry else "unknown"
+
+
+def _validate(params: dict[str, str]) -> list[str]:
+    problems = []
+    for name in ("timestamp", "interval", "exchange", "symbol", "start_date", "end_date"):
+        if not params.get(name):
+            problems.append(f"missing parameter {name}")
+    if problems:
+        return problems
+    if params["timestamp"] not in ("exchange", "true"):
+        problems.append("timestamp must be exchange or true")
+    if params["interval"] not in INTERVAL_MINUTES:
+        problems.append("invalid interval")
+    if params["exchange"] not in EXCHANGES:
+        problems.append("invalid exchange")
+    try:
+        if date.fromisoformat(params["end_date"]) < date.fromisoformat(params["start_date"]):
+            problems.append("end_date must be >= start_date")
+    except ValueError:
+        problems.append("dates must be YYYY-MM-DD")
+    return problems
