@@ -25,6 +25,7 @@ from .errors import (
     AperiodicError,
     AuthError,
     DownloadError,
+    FormatError,
     NoDataError,
     PlanError,
     QueryError,
@@ -36,6 +37,7 @@ from .errors import (
 from .flow import compute_flow, order_size_shares
 from .query import EXCHANGES, INTERVALS, Query, make_query, parse_range
 from .symbols import resolve_symbol
+from .trades import read_binance_aggtrades, read_okx_trades
 
 __all__ = [
     "__version__",
@@ -64,6 +66,9 @@ __all__ = [
     "ServerError",
     "DownloadError",
     "SchemaError",
+    "FormatError",
+    "read_binance_aggtrades",
+    "read_okx_trades",
 ]
 
 _default_lock = threading.Lock()

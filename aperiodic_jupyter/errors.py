@@ -20,6 +20,7 @@ __all__ = [
     "ServerError",
     "DownloadError",
     "SchemaError",
+    "FormatError",
 ]
 
 
@@ -72,3 +73,7 @@ class DownloadError(SourceError):
 
 class SchemaError(AperiodicError):
     """Files of one query disagree on their columns or types."""
+
+
+class FormatError(AperiodicError, ValueError):
+    """A trades file is not in the format its reader expects."""

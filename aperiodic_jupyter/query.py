@@ -241,7 +241,7 @@ def parse_range(text: str, *, today: date | None = None) -> tuple[date, date]:
     if m := _RELATIVE.match(t):
         days = int(m[1]) * (7 if m[2].lower() == "w" else 1)
         if days < 1:
-            raise QueryError(f"a relative range needs at least one day, got {t!r}")
+            raise QueryError(f"a relative range needs at least one day, got {t!r}; {_RANGE_HELP}")
         return _check(today - timedelta(days=days - 1), today, today)
     sep = ".." if ".." in t else "/" if "/" in t else None
     if sep is None:

@@ -51,3 +51,25 @@ def make_client(tmp_path):
     yield make
     for client in made:
         client.close()
+
+
+# -- CI guards: a run that skipped tests or ran almost none must not pass -----------------
+
+MIN_TESTS_IN_CI = 100
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import os
+
+    if not os.environ.get("CI") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    stats = reporter.stats if reporter else {}
+    skipped = len(stats.get("skipped", []))
+    passed = len(stats.get("passed", []))
+    if skipped:
+        reporter.write_line(f"CI: {skipped} test(s) were skipped; every test must run in CI", red=True)
+        session.exitstatus = 1
+    elif passed < MIN_TESTS_IN_CI:
+        reporter.write_line(f"CI: only {passed} tests passed, expected at least {MIN_TESTS_IN_CI}", red=True)
+        session.exitstatus = 1

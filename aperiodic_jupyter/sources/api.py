@@ -286,6 +286,7 @@ class ApiSource:
         remaining = {m: len(fs) for m, fs in by_month.items()}
         pending = listing
         refreshes = 0
+        failure: DownloadError | None = None
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="aperiodic-download") as pool:
             while pending:
                 expired: list[dict[str, Any]] = []
@@ -298,6 +299,10 @@ class ApiSource:
                         except _Expired:
                             expired.append(f)
                             continue
+                        except DownloadError as exc:
+                            # Let the other downloads finish and be cached; fail after.
+                            failure = failure or exc
+                            continue
                         month = Month(f["year"], f["month"])
                         remaining[month] -= 1
                         if remaining[month] == 0:
@@ -306,6 +311,8 @@ class ApiSource:
                     for other in futures:
                         other.cancel()
                     raise
+                if failure is not None:
+                    raise failure
                 if not expired:
                     break
                 refreshes += 1

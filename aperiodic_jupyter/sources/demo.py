@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from ..errors import QueryError
 from ..flow import Trades, compute_flow_table
-from ..query import Month, Query
+from ..query import Month, Query, interval_ns
 from ..symbols import instrument
 from .base import OnMonth, empty_month
 
@@ -150,10 +150,10 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
 
     minute_hour = np.arange(n_min) // 60
     hours_of_day = (start.hour + minute_hour) % 24
-    weekday = (start.dayofweek + minute_hour // 24) % 7
+    weekday = (start.day_of_week + minute_hour // 24) % 7
     season = _HOURLY[hours_of_day] * np.where(weekday >= 5, 0.7, 1.0)
     vol_m = vol_h[minute_hour]
-    p_buy = np.clip(0.5 + 0.1 * regime[minute_hour] + rng.normal(0.0, 0.06, n_min), 0.08, 0.92)
+    p_buy = np.clip(0.5 + 0.07 * regime[minute_hour] + rng.normal(0.0, 0.05, n_min), 0.08, 0.92)
 
     # Minute returns: vol-scaled noise plus a push from flow imbalance, bridged to the
     # next month's anchor so consecutive months join up.
@@ -174,7 +174,7 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
     is_buy = rng.random(n) < p_buy[minute]
     # Heavier size on the side the regime favours: whales lean with the flow.
     lean = np.where(is_buy, 1.0, -1.0) * regime[minute // 60]
-    notional = np.minimum(np.exp(rng.normal(math.log(median_notional) + 0.25 * lean, 2.0)), 5e6)
+    notional = np.minimum(np.exp(rng.normal(math.log(median_notional) + 0.15 * lean, 2.0)), 5e6)
     qty = notional / price
 
     t_ns = start.value + offset_ns
@@ -225,8 +225,7 @@ class DemoSource:
         tape = simulate_month(query.exchange, inst.atlas, month, query.timestamp)
         table = compute_flow_table(tape, query.interval, start=lo, end=hi)
         # A bar still in progress at `now` is incomplete; the API would not have it yet.
-        step = pd.Timedelta(query.interval.replace("m", "min"))
-        last_complete = (hi - step).value // 1000
+        last_complete = (hi.value - interval_ns(query.interval)) // 1000
         times = table.column("time").cast(pa.int64())
         keep = pc.less_equal(times, pa.scalar(last_complete, pa.int64()))
         return table.filter(keep)
