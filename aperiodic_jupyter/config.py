@@ -40,7 +40,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> None:  # never pickled into a notebook or a cache
+    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled into a notebook or a cache
         raise TypeError("a Secret cannot be pickled")
 
 

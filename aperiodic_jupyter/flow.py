@@ -177,16 +177,7 @@ def compute_flow_table(
             tape = Trades(t[keep], tape.price[keep], tape.qty[keep], tape.is_buy[keep])
             t = tape.time_ns
     n_bars = max(end_bar - first_bar, 0)
-    bar = (t // step - first_bar).astype(np.intp)
-
-    notional = tape.price * tape.qty
-    bucket = (notional >= SIZE_EDGES[0]).astype(np.intp) + (notional >= SIZE_EDGES[1])
-    # One key per (bar, side, size): three bincounts give every additive column at once.
-    key = bar * 6 + np.where(tape.is_buy, 0, 3) + bucket
-    size = n_bars * 6
-    qty_by = np.bincount(key, weights=tape.qty, minlength=size).reshape(n_bars, 2, 3)
-    notional_by = np.bincount(key, weights=notional, minlength=size).reshape(n_bars, 2, 3)
-    count_by = np.bincount(key, minlength=size).reshape(n_bars, 2, 3)
+    qty_by, notional_by, count_by, r2_sum = _accumulate(tape, first_bar, step, n_bars)
 
     vol = qty_by.sum(axis=2)  # (bars, side) base volume
     cnt = count_by.sum(axis=2)
@@ -196,7 +187,8 @@ def compute_flow_table(
     total_v = buy_v + sell_v
     total_c = buy_c + sell_c
 
-    rv = _realized_vol(tape, bar, n_bars)
+    rv = np.full(n_bars, np.nan)
+    rv[total_c > 0] = np.sqrt(r2_sum[total_c > 0])
     delta_notional = side_notional[:, 0] - side_notional[:, 1]
     toxicity = _rolling_z(np.where(total_c > 0, delta_notional, np.nan)) * _rolling_z(rv)
 
@@ -287,18 +279,52 @@ def _xlogx(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _realized_vol(tape: Trades, bar: np.ndarray, n_bars: int) -> np.ndarray:
-    """sqrt of the sum of squared log returns between consecutive trades of a bar."""
-    rv = np.full(n_bars, np.nan)
-    if len(tape) == 0:
-        return rv
-    logp = np.log(tape.price)
-    same_bar = bar[1:] == bar[:-1]
-    r2 = np.square(np.diff(logp))
-    sums = np.bincount(bar[1:][same_bar], weights=r2[same_bar], minlength=n_bars)
-    has_trades = np.bincount(bar, minlength=n_bars) > 0
-    rv[has_trades] = np.sqrt(sums[has_trades])
-    return rv
+#: Trades per chunk: the temporaries of one chunk stay in cache and memory stays flat.
+CHUNK = 1 << 21
+
+
+def _accumulate(tape: Trades, first_bar: int, step: int, n_bars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (bar, side, size bucket): base quantity, notional and count; per bar: the sum
+    of squared log returns between consecutive trades inside it (for realized vol).
+
+    One key per (bar, side, size) makes three bincounts give every additive column at
+    once. Trades are sorted, so each chunk touches one contiguous run of bars."""
+    qty_by = np.zeros(n_bars * 6)
+    notional_by = np.zeros(n_bars * 6)
+    count_by = np.zeros(n_bars * 6, dtype=np.int64)
+    r2_sum = np.zeros(n_bars)
+    n = len(tape)
+    for lo in range(0, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        # One trade of overlap, so the return into this chunk's first trade is counted.
+        start = lo - 1 if lo else lo
+        bar = (tape.time_ns[start:hi] // step - first_bar).astype(np.intp)
+        logp = np.log(tape.price[start:hi])
+        if lo:
+            bar_prev, bar = bar, bar[1:]
+        else:
+            bar_prev = bar
+        qty, price, is_buy = tape.qty[lo:hi], tape.price[lo:hi], tape.is_buy[lo:hi]
+        notional = price * qty
+        key = bar * 6
+        key += (notional >= SIZE_EDGES[0]).view(np.int8)
+        key += (notional >= SIZE_EDGES[1]).view(np.int8)
+        key += np.where(is_buy, 0, 3)
+        k0 = int(bar[0]) * 6  # trades are sorted: no key is below the first bar's
+        key -= k0
+        counts = np.bincount(key)
+        span = slice(k0, k0 + len(counts))
+        count_by[span] += counts
+        qty_by[span] += np.bincount(key, weights=qty, minlength=len(counts))
+        notional_by[span] += np.bincount(key, weights=notional, minlength=len(counts))
+        r2 = np.diff(logp)
+        np.square(r2, out=r2)
+        r2 *= bar_prev[1:] == bar_prev[:-1]  # a return across a bar boundary belongs to neither bar
+        b0 = int(bar_prev[1]) if len(bar_prev) > 1 else 0
+        if len(r2):
+            r2_sum[b0 : int(bar_prev[-1]) + 1] += np.bincount(bar_prev[1:] - b0, weights=r2)
+    shape = (n_bars, 2, 3)
+    return qty_by.reshape(shape), notional_by.reshape(shape), count_by.reshape(shape), r2_sum
 
 
 def _rolling_z(x: np.ndarray, window: int = TOXICITY_WINDOW) -> np.ndarray:

@@ -258,3 +258,19 @@ def test_readers_reject_files_of_another_shape(tmp_path, reader, content, messag
     path.write_text(content)
     with pytest.raises(FormatError, match=message):
         reader(path)
+
+
+def test_chunked_accumulation_equals_one_pass(monkeypatch):
+    import aperiodic_jupyter.flow as flow
+
+    rng = np.random.default_rng(11)
+    n = 5_000
+    trades = {
+        "time": np.sort(rng.integers(0, 3 * 3_600_000, n)) + 1_704_067_200_000,
+        "price": 100 * np.exp(rng.normal(0, 0.001, n).cumsum()),
+        "qty": rng.lognormal(0, 2, n),
+        "side": np.where(rng.random(n) < 0.5, "buy", "sell"),
+    }
+    one_pass = compute_flow(trades, "1m")
+    monkeypatch.setattr(flow, "CHUNK", 7)  # boundaries inside bars, between sides and buckets
+    pd.testing.assert_frame_equal(compute_flow(trades, "1m"), one_pass, rtol=1e-9)

@@ -68,9 +68,7 @@ def test_bad_ranges_fail_in_one_line_that_says_what_is_valid(text, message):
 def test_query_from_separate_dates_and_from_one_range_agree():
     a = make_query("binance-futures", "BTC", "1h", "2024-01-01", "2024-03-31", today=TODAY)
     b = make_query("binance", "btc", "1h", "2024-01..2024-03", today=TODAY)
-    c = make_query(
-        "binance-futures", "BTCUSDT", "1h", date(2024, 1, 1), datetime(2024, 3, 31, 12, tzinfo=UTC), today=TODAY
-    )
+    c = make_query("binance-futures", "BTCUSDT", "1h", date(2024, 1, 1), datetime(2024, 3, 31, 12, tzinfo=UTC), today=TODAY)
     d = make_query("binance-futures", "perpetual-BTC-USDT:USDT", "1h", "2024-01", "2024-03", today=TODAY)
     assert a == b == c == d
     assert a.months == [Month(2024, 1), Month(2024, 2), Month(2024, 3)]

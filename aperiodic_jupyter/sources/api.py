@@ -161,11 +161,13 @@ class ApiSource:
             stop=tenacity.stop_after_attempt(self.max_attempts),
             wait=_Wait(self.backoff, self.max_retry_wait),
             retry=tenacity.retry_if_exception_type(_Transient),
-            before_sleep=lambda s: log.info(
-                "retrying after %s (attempt %d of %d)", s.outcome.exception(), s.attempt_number, self.max_attempts
-            ),  # type: ignore[union-attr]
+            before_sleep=self._log_retry,
             reraise=True,
         )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("retrying after %s (attempt %d of %d)", exc, state.attempt_number, self.max_attempts)
 
     def list_files(self, query: Query, start: date, end: date) -> list[dict[str, Any]]:
         """The API's file list for ``[start, end]``: dicts with year, month, maybe day,

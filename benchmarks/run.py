@@ -1,0 +1,161 @@
+"""Benchmarks: one command runs them all and writes benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/run.py            # full sizes (a few minutes)
+    .venv/bin/python benchmarks/run.py --quick    # tiny sizes: the harness smoke test
+
+Rules: a warm-up, then the median of several runs; ratios are computed pair by pair
+within one run, never against numbers from another run. Nothing here asserts on time:
+targets are reported as met or missed in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from aperiodic_jupyter import __version__  # noqa: E402
+from aperiodic_jupyter.flow import Trades, compute_flow_table  # noqa: E402
+from aperiodic_jupyter.query import Month, make_query  # noqa: E402
+from aperiodic_jupyter.sources.demo import DemoSource  # noqa: E402
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[list[str]] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def synthetic_trades(n: int, seed: int = 0) -> Trades:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 30 * 86_400 * 10**9, n)) + 1_704_067_200 * 10**9
+    price = 42_000 * np.exp(np.cumsum(rng.normal(0, 1e-5, n)))
+    return Trades(t, price, rng.lognormal(-5, 2, n), rng.random(n) < 0.5)
+
+
+def bench_engine(quick: bool) -> Section:
+    sec = Section("Flow engine: compute_flow on synthetic trades (one core)")
+    sec.header = ["trades", "interval", "median s", "M trades/s", "peak traced MB", "target ≥ 10 M/s"]
+    sizes = [200_000] if quick else [10_000_000, 100_000_000]
+    for n in sizes:
+        trades = synthetic_trades(n)
+        for interval in ("1m", "1h"):
+            repeat = 1 if n >= 50_000_000 else 3
+            secs = median_time(
+                lambda trades=trades, interval=interval: compute_flow_table(trades, interval),
+                repeat,
+                warmup=0 if n >= 50_000_000 else 1,
+            )
+            tracemalloc.start()
+            compute_flow_table(trades, interval)
+            peak = tracemalloc.get_traced_memory()[1] / 1e6
+            tracemalloc.stop()
+            rate = n / secs / 1e6
+            sec.rows.append([f"{n:,}", interval, f"{secs:.3f}", f"{rate:.1f}", f"{peak:,.0f}", "met" if rate >= 10 else "MISSED"])
+        input_mb = n * 25 / 1e6
+        sec.notes.append(f"{n:,} trades hold {input_mb:,.0f} MB of input (int64 time, float64 price and quantity, bool side).")
+        del trades
+        gc.collect()
+    return sec
+
+
+def bench_demo(quick: bool) -> Section:
+    sec = Section("Demo source: one simulated month, cold (tape simulation + flow engine)")
+    sec.header = ["symbol", "interval", "trades in tape", "median s", "target"]
+    source = DemoSource()
+    cases = [("BTC", "1m"), ("BTC", "1h"), ("ARB", "1m")] if not quick else [("ARB", "1h")]
+    for symbol, interval in cases:
+        q = make_query("binance-futures", symbol, interval, "2024-01")
+        from aperiodic_jupyter.sources.demo import simulate_month
+
+        n = len(simulate_month("binance-futures", q.symbol, Month(2024, 1)))
+        secs = median_time(lambda q=q: source.month_table(q, Month(2024, 1)), 1 if quick else 5)
+        sec.rows.append([symbol, interval, f"{n:,}", f"{secs:.3f}", "met (< 1 s)" if secs < 1 else "MISSED (< 1 s)"])
+    return sec
+
+
+SECTIONS: dict[str, Callable[[bool], Section]] = {
+    "engine": bench_engine,
+    "demo": bench_demo,
+}
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import pandas
+    import pyarrow
+
+    return [
+        f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}",
+        f"- python {platform.python_version()}, numpy {np.__version__}, pandas {pandas.__version__}, pyarrow {pyarrow.__version__}, aperiodic-jupyter {__version__}",
+    ]
+
+
+def render(sections: list[Section], command: str) -> str:
+    out = ["# Benchmark results", "", "Reproduce with:", "", f"    {command}", "", *machine(), ""]
+    for sec in sections:
+        out += [f"## {sec.title}", "", "| " + " | ".join(sec.header) + " |", "|" + "---|" * len(sec.header)]
+        out += ["| " + " | ".join(row) + " |" for row in sec.rows]
+        out += [""] + [f"- {n}" for n in sec.notes] + ([""] if sec.notes else [])
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness, not the speed")
+    p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    args = p.parse_args(argv)
+    names = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    sections = []
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        sections.append(SECTIONS[name](args.quick))
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    text = render(sections, command)
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
