@@ -71,6 +71,21 @@ __all__ = [
     "read_okx_trades",
 ]
 
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext aperiodic_jupyter``: registers ``%flow``, ``%config Aperiodic`` and
+    tab completion."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magic import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 _default_lock = threading.Lock()
 _default: tuple[tuple[Any, ...], Client] | None = None
 

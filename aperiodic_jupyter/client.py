@@ -169,11 +169,11 @@ class Client:
 
     def plan(self, query: Query) -> pd.DataFrame:
         """The months a query needs and whether each is cached: a dry run, nothing is
-        downloaded. Columns: ``month``, ``cached`` (``memory``/``disk``/``None``)."""
+        downloaded. Columns: ``month``, ``cached`` (``memory``, ``disk`` or ``no``)."""
         rows = []
         for month in query.months:
             hit = self.cache.get(CacheKey.of(self.source.cache_namespace, query, month))
-            rows.append({"month": str(month), "cached": hit[1] if hit else None})
+            rows.append({"month": str(month), "cached": hit[1] if hit else "no"})
         return pd.DataFrame(rows, columns=["month", "cached"])
 
     def fetch_table(

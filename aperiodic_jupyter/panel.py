@@ -1,0 +1,186 @@
+"""The flow panel: summary line, linked Altair views and export buttons for one frame.
+
+Both front ends show exactly this (the ``%flow`` magic and the explorer widget), so it
+is built once. The chart is an ``alt.JupyterChart`` in offline mode (Vega is inlined
+from vl-convert: no CDN), and exports travel to the browser as binary buffers.
+"""
+
+from __future__ import annotations
+
+import html
+import keyword
+import re
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import anywidget
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
+from .views import BRUSH, MAX_POINTS, brushed_range, flow_chart
+
+__all__ = ["FlowPanel", "ExportBar", "summary_line", "js_path"]
+
+_offline_done = False
+
+
+def js_path(name: str) -> Path:
+    """A front-end file: shipped in ``static/`` inside the wheel, read from the repo's
+    ``js/`` folder in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "static" / name, here.parent / "js" / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"front-end file {name} is missing from this installation")
+
+
+def _enable_offline() -> None:
+    global _offline_done
+    if not _offline_done:
+        alt.JupyterChart.enable_offline()
+        _offline_done = True
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    """One line: what, when, how many rows, from where, cache hits, demo label."""
+    a = df.attrs
+    q = a.get("query", {})
+    months = a.get("months", {})
+    cached = len(a.get("from_cache", []))
+    parts = [
+        f"{q.get('exchange', '?')} {q.get('symbol', '?')} {q.get('interval', '?')}",
+        f"{q.get('start', '?')}..{q.get('end', '?')} UTC",
+        f"{len(df):,} rows",
+        f"source: {a.get('source', '?')}",
+        f"cache: {cached} of {len(months)} months" if months else "cache: -",
+    ]
+    if a.get("simulated"):
+        parts.append(str(a.get("label", "SIMULATED demo data")))
+    return " · ".join(parts)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+class ExportBar(anywidget.AnyWidget):
+    """CSV / Parquet / PNG / SVG downloads and "to variable", for one :class:`FlowPanel`."""
+
+    _esm = js_path("export_bar.js")
+    _css = js_path("styles.css")
+    has_brush = traitlets.Bool(False).tag(sync=True)
+    variable = traitlets.Unicode("flow_df").tag(sync=True)
+
+    def __init__(self, panel: FlowPanel, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._panel = panel
+        self.on_msg(self._on_message)
+
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        try:
+            if content.get("type") == "export":
+                raw, filename, mime = self._panel.export_bytes(content["format"], content.get("scope", "full"))
+                self.send({"type": "file", "filename": filename, "mime": mime, "size": len(raw)}, buffers=[raw])
+            elif content.get("type") == "variable":
+                name = self._panel.to_variable(str(content.get("name", "")), content.get("scope", "full"))
+                self.send({"type": "status", "text": f"bound to {name}"})
+        except Exception as exc:  # shown in the toolbar, never lost in a log
+            self.send({"type": "status", "text": f"error: {exc}"})
+
+
+class FlowPanel(widgets.VBox):
+    """Summary, linked views and export buttons for one frame.
+
+    Attributes:
+        df: the frame shown.
+        chart: the ``alt.JupyterChart``; its ``selections.brush`` is the time brush.
+        brush_range: ``(start, end)`` UTC timestamps of the brush, or ``None``.
+    """
+
+    brush_range = traitlets.Any(None)
+
+    def __init__(
+        self, df: pd.DataFrame, *, max_points: int = MAX_POINTS, namespace: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        _enable_offline()
+        self.df = df
+        self._namespace = namespace
+        self.spec = flow_chart(df, max_points=max_points)
+        self.chart = alt.JupyterChart(self.spec)
+        label = summary_line(df)
+        demo = df.attrs.get("simulated")
+        self.header = widgets.HTML(
+            f'<div class="apj-summary{" apj-demo" if demo else ""}" style="font:13px sans-serif">{html.escape(label)}</div>'
+        )
+        self.exports = ExportBar(self, variable=_default_variable(df))
+        super().__init__(children=[self.header, self.chart, self.exports], **kwargs)
+        self.chart.selections.observe(self._on_brush, [BRUSH])
+
+    def _on_brush(self, change: dict[str, Any]) -> None:
+        sel = change["new"]
+        self.brush_range = brushed_range(getattr(sel, "value", None))
+        self.exports.has_brush = self.brush_range is not None
+
+    @property
+    def brushed(self) -> pd.DataFrame:
+        """The rows inside the brush (the whole frame when nothing is brushed)."""
+        if self.brush_range is None:
+            return self.df
+        lo, hi = self.brush_range
+        out = self.df[(self.df["time"] >= lo) & (self.df["time"] <= hi)].reset_index(drop=True)
+        out.attrs = {**self.df.attrs, "brushed": [lo.isoformat(), hi.isoformat()]}
+        return out
+
+    def _frame(self, scope: str) -> pd.DataFrame:
+        if scope == "brush":
+            if self.brush_range is None:
+                raise ValueError("nothing is brushed: drag across the bottom strip first")
+            return self.brushed
+        return self.df
+
+    def filename(self, ext: str, scope: str = "full") -> str:
+        q = self.df.attrs.get("query", {})
+        if scope == "brush" and self.brush_range is not None:
+            span = f"{self.brush_range[0]:%Y%m%dT%H%M}-{self.brush_range[1]:%Y%m%dT%H%M}"
+        else:
+            span = f"{q.get('start', '')}_{q.get('end', '')}"
+        stem = "_".join(_safe(str(x)) for x in (q.get("exchange", "flow"), q.get("symbol", ""), q.get("interval", ""), span) if x)
+        return f"{stem}.{ext}"
+
+    def export_bytes(self, fmt: str, scope: str = "full") -> tuple[bytes, str, str]:
+        """``(bytes, filename, mime type)`` for ``csv``, ``parquet``, ``png`` or ``svg``."""
+        if fmt == "csv":
+            raw = to_csv_bytes(self._frame(scope))
+        elif fmt == "parquet":
+            raw = to_parquet_bytes(self._frame(scope))
+        elif fmt in ("png", "svg"):
+            spec = self.spec if scope != "brush" else flow_chart(self._frame(scope))
+            raw = chart_png(spec) if fmt == "png" else chart_svg(spec)
+        else:
+            raise ValueError(f"unknown export format {fmt!r}; valid: csv, parquet, png, svg")
+        return raw, self.filename(fmt, scope), MIME[fmt]
+
+    def to_variable(self, name: str, scope: str = "full") -> str:
+        """Bind the frame (or the brushed slice) to ``name`` in the kernel's namespace."""
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"{name!r} is not a valid Python variable name")
+        namespace = self._namespace
+        if namespace is None:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is None:
+                raise RuntimeError("no IPython kernel to bind a variable in")
+            namespace = shell.user_ns
+        namespace[name] = self._frame(scope).copy()
+        return name
+
+
+def _default_variable(df: pd.DataFrame) -> str:
+    q = df.attrs.get("query", {})
+    base = str(q.get("symbol", "flow")).split("-")[1] if "-" in str(q.get("symbol", "")) else "flow"
+    name = re.sub(r"\W", "_", f"{base}_{q.get('interval', '')}".lower()).strip("_")
+    return name if name.isidentifier() else "flow_df"

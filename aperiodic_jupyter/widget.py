@@ -1,0 +1,195 @@
+"""``FlowExplorer``: pick exchange, symbol, interval and range, click Load, brush the chart.
+
+The selector is a thin anywidget (JavaScript in ``js/explorer.js``); loading goes
+through the same core as everything else (:class:`~aperiodic_jupyter.Client`), in a
+worker thread, because comm messages are handled only while the kernel is idle and a
+fetch can take longer than a front end waits for a reply. Progress, status and errors
+come back through traits. Below the selector sits the same :class:`FlowPanel` the
+magic shows.
+
+The API key is never a trait (widget state is saved into notebooks): the API source
+uses the key from ``%config``/``APERIODIC_API_KEY``. Saved state stays small: the query
+fields, a summary line, progress counters; no bar data.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anywidget
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+from .client import Client, Progress
+from .errors import AperiodicError
+from .panel import FlowPanel, js_path, summary_line
+from .query import EXCHANGES, INTERVALS, Query, make_query, resolve_exchange
+from .symbols import base_symbols
+
+__all__ = ["FlowExplorer", "FlowSelector"]
+
+
+class FlowSelector(anywidget.AnyWidget):
+    """The form: every field a synced trait, Load a custom message."""
+
+    _esm = js_path("explorer.js")
+    _css = js_path("styles.css")
+
+    exchanges = traitlets.List(list(EXCHANGES)).tag(sync=True)
+    intervals = traitlets.List(list(INTERVALS)).tag(sync=True)
+    symbol_options: traitlets.List[str] = traitlets.List([]).tag(sync=True)
+
+    exchange = traitlets.Unicode("binance-futures").tag(sync=True)
+    symbol = traitlets.Unicode("BTC").tag(sync=True)
+    interval = traitlets.Unicode("1h").tag(sync=True)
+    range_text = traitlets.Unicode("2024-01..2024-03").tag(sync=True)
+    timestamp = traitlets.Unicode("exchange").tag(sync=True)
+    source = traitlets.Unicode("auto").tag(sync=True)
+
+    loading = traitlets.Bool(False).tag(sync=True)
+    progress_done = traitlets.Int(0).tag(sync=True)
+    progress_total = traitlets.Int(0).tag(sync=True)
+    progress_cached = traitlets.Int(0).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    summary = traitlets.Unicode("").tag(sync=True)
+    simulated = traitlets.Bool(False).tag(sync=True)
+
+    @traitlets.observe("exchange")
+    def _exchange_changed(self, change: dict[str, Any]) -> None:
+        try:
+            self.symbol_options = base_symbols(resolve_exchange(change["new"]))
+        except AperiodicError:
+            self.symbol_options = []
+
+
+class FlowExplorer(widgets.VBox):
+    """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
+    or from the magic (``%flow ... --widget``).
+
+    Attributes:
+        query: the last loaded :class:`~aperiodic_jupyter.Query` (observable).
+        df: the last loaded frame (observable).
+        panel: the :class:`FlowPanel` showing it; ``panel.brush_range`` and
+            ``panel.brushed`` give the brushed time range and rows.
+    """
+
+    query = traitlets.Instance(Query, allow_none=True)
+    df = traitlets.Instance(pd.DataFrame, allow_none=True)
+    brush_range = traitlets.Any(None)
+
+    def __init__(
+        self,
+        exchange: str = "binance-futures",
+        symbol: str = "BTC",
+        interval: str = "1h",
+        range: str = "2024-01..2024-03",  # noqa: A002 - the grammar's own word
+        *,
+        timestamp: str = "exchange",
+        source: str = "auto",
+        client: Client | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.selector = FlowSelector(
+            exchange=exchange, symbol=symbol, interval=interval, range_text=range, timestamp=timestamp, source=source
+        )
+        self.selector.symbol_options = base_symbols(resolve_exchange(exchange)) if exchange in EXCHANGES else []
+        self.output = widgets.Box(layout=widgets.Layout(flex_flow="column"))
+        self.panel: FlowPanel | None = None
+        self._client = client
+        self._thread: threading.Thread | None = None
+        super().__init__(children=[self.selector, self.output], **kwargs)
+        self.selector.on_msg(self._on_message)
+
+    @classmethod
+    def from_query(cls, query: Query, *, source: str = "auto") -> FlowExplorer:
+        text = f"{query.start.isoformat()}..{query.end.isoformat()}"
+        return cls(query.exchange, query.symbol, query.interval, text, timestamp=query.timestamp, source=source)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        if content.get("type") == "load":
+            fields = content.get("query") or {}
+            with self.selector.hold_sync():
+                for name in ("exchange", "symbol", "interval", "range_text", "timestamp", "source"):
+                    if name in fields:
+                        setattr(self.selector, name, str(fields[name]))
+            self.load(wait=False)
+
+    def load(self, *, wait: bool = True) -> pd.DataFrame | None:
+        """Fetch the selected query. From Python this waits and returns the frame; the
+        Load button runs it in the background."""
+        s = self.selector
+        if self._thread is not None and self._thread.is_alive():
+            s.error = "a load is already running"
+            return None
+        try:
+            q = make_query(s.exchange, s.symbol, s.interval, s.range_text, timestamp=s.timestamp)
+        except AperiodicError as exc:
+            s.error = str(exc)
+            s.status = ""
+            if wait:
+                raise
+            return None
+        with s.hold_sync():
+            s.error = ""
+            s.status = f"loading {q.symbol} {q.interval} {q.start}..{q.end}"
+            s.loading = True
+            s.progress_done = s.progress_total = s.progress_cached = 0
+        result: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._fetch, args=(q, result), name="aperiodic-explorer", daemon=True)
+        self._thread.start()
+        if wait:
+            self._thread.join()
+            if "error" in result:
+                raise result["error"]
+            return self.df
+        return None
+
+    def _progress(self, p: Progress) -> None:
+        with self.selector.hold_sync():
+            self.selector.progress_total = p.total
+            self.selector.progress_done = p.done
+            self.selector.progress_cached = p.cached
+
+    def _fetch(self, q: Query, result: dict[str, Any]) -> None:
+        s = self.selector
+        try:
+            client = self._client or Client(s.source)  # type: ignore[arg-type]
+            try:
+                df = client.fetch(q, progress=self._progress)
+            finally:
+                if self._client is None:
+                    client.close()
+            panel = FlowPanel(df)
+            panel.observe(self._on_brush, ["brush_range"])
+            self.panel = panel
+            self.output.children = [panel]
+            with s.hold_sync():
+                s.summary = summary_line(df)
+                s.simulated = bool(df.attrs.get("simulated"))
+                s.status = "loaded"
+            self.brush_range = None
+            self.query = q
+            self.df = df
+        except AperiodicError as exc:
+            result["error"] = exc
+            s.error = str(exc)
+            s.status = ""
+        except Exception as exc:  # shown inline: a widget callback has nowhere else to go
+            result["error"] = exc
+            s.error = f"unexpected error: {type(exc).__name__}: {exc}"
+            s.status = ""
+        finally:
+            s.loading = False
+
+    def _on_brush(self, change: dict[str, Any]) -> None:
+        self.brush_range = change["new"]
+
+    @property
+    def brushed(self) -> pd.DataFrame | None:
+        """Rows inside the brush, or the whole frame when nothing is brushed."""
+        return self.panel.brushed if self.panel is not None else None

@@ -1,0 +1,151 @@
+// The explorer's selector: exchange, symbol, interval, range, timestamp, source, Load.
+// Every field is a synced trait; Load asks the kernel to fetch. The kernel answers
+// through traits (progress, status, error, summary), so a saved notebook still shows
+// the last query and its summary without a kernel.
+
+function field(label, control) {
+  const l = document.createElement("label");
+  l.append(document.createTextNode(label), control);
+  return l;
+}
+
+function select(options, value) {
+  const s = document.createElement("select");
+  for (const o of options) {
+    const opt = document.createElement("option");
+    opt.value = o;
+    opt.textContent = o;
+    s.appendChild(opt);
+  }
+  s.value = value;
+  return s;
+}
+
+function render({ model, el }) {
+  el.classList.add("apj-explorer");
+  const uid = Math.random().toString(36).slice(2);
+
+  const exchange = select(model.get("exchanges"), model.get("exchange"));
+  exchange.className = "apj-exchange";
+  const symbol = document.createElement("input");
+  symbol.className = "apj-symbol";
+  symbol.value = model.get("symbol");
+  symbol.size = 16;
+  const list = document.createElement("datalist");
+  list.id = `apj-symbols-${uid}`;
+  symbol.setAttribute("list", list.id);
+  const interval = select(model.get("intervals"), model.get("interval"));
+  interval.className = "apj-interval";
+  const range = document.createElement("input");
+  range.className = "apj-range";
+  range.value = model.get("range_text");
+  range.size = 22;
+  range.placeholder = "2024-01..2024-03";
+  const timestamp = select(["exchange", "true"], model.get("timestamp"));
+  timestamp.className = "apj-timestamp";
+  const source = select(["auto", "demo", "api"], model.get("source"));
+  source.className = "apj-source";
+  const load = document.createElement("button");
+  load.className = "apj-btn apj-load";
+  load.textContent = "Load";
+
+  const progress = document.createElement("progress");
+  progress.className = "apj-progress";
+  const status = document.createElement("span");
+  status.className = "apj-status";
+  const error = document.createElement("div");
+  error.className = "apj-error";
+  const summary = document.createElement("div");
+  summary.className = "apj-summary";
+
+  const row1 = document.createElement("div");
+  row1.className = "apj-row";
+  row1.append(
+    field("exchange", exchange),
+    field("symbol", symbol),
+    list,
+    field("interval", interval),
+    field("range (UTC)", range),
+    field("timestamp", timestamp),
+    field("source", source),
+    load,
+  );
+  const row2 = document.createElement("div");
+  row2.className = "apj-row";
+  row2.append(progress, status);
+  el.append(row1, row2, error, summary);
+
+  const bind = (control, name, event = "change") => {
+    control.addEventListener(event, () => {
+      model.set(name, control.value);
+      model.save_changes();
+    });
+    model.on(`change:${name}`, () => {
+      if (control.value !== model.get(name)) control.value = model.get(name);
+    });
+  };
+  bind(exchange, "exchange");
+  bind(symbol, "symbol", "input");
+  bind(interval, "interval");
+  bind(range, "range_text", "input");
+  bind(timestamp, "timestamp");
+  bind(source, "source");
+
+  const fillSymbols = () => {
+    list.replaceChildren(
+      ...model.get("symbol_options").map((s) => {
+        const o = document.createElement("option");
+        o.value = s;
+        return o;
+      }),
+    );
+  };
+  const showProgress = () => {
+    const total = model.get("progress_total");
+    const done = model.get("progress_done");
+    const cached = model.get("progress_cached");
+    progress.max = Math.max(total, 1);
+    progress.value = done;
+    progress.style.visibility = total ? "visible" : "hidden";
+    const loading = model.get("loading");
+    load.disabled = loading;
+    const months = total ? `${done} of ${total} months` + (cached ? ` (${cached} from cache)` : "") : "";
+    status.textContent = [model.get("status"), months].filter(Boolean).join(" · ");
+  };
+  const showText = () => {
+    error.textContent = model.get("error");
+    summary.textContent = model.get("summary");
+    summary.classList.toggle("apj-demo", model.get("simulated"));
+  };
+  fillSymbols();
+  showProgress();
+  showText();
+  model.on("change:symbol_options", fillSymbols);
+  for (const name of ["progress_total", "progress_done", "progress_cached", "status", "loading"]) {
+    model.on(`change:${name}`, showProgress);
+  }
+  for (const name of ["error", "summary", "simulated"]) model.on(`change:${name}`, showText);
+
+  const submit = () => {
+    // Send the fields with the request: a debounced trait sync may not have landed yet.
+    model.send({
+      type: "load",
+      query: {
+        exchange: exchange.value,
+        symbol: symbol.value,
+        interval: interval.value,
+        range_text: range.value,
+        timestamp: timestamp.value,
+        source: source.value,
+      },
+    });
+  };
+  load.addEventListener("click", submit);
+  for (const input of [symbol, range]) {
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") submit();
+    });
+  }
+}
+
+export default { render };
