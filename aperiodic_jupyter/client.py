@@ -195,6 +195,8 @@ class Client:
                 if hit is not None:
                     parts[month], origin[str(month)] = hit
         missing = [keys[m] for m in query.months if m not in parts]
+        if missing:
+            self.source.check(query)  # cached months need no key; a download does
         report = _reporter(progress, len(keys), len(parts), missing, query)
         if missing:
             mine, theirs = _inflight.claim(missing)

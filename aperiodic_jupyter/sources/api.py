@@ -169,11 +169,14 @@ class ApiSource:
         exc = state.outcome.exception() if state.outcome else None
         log.info("retrying after %s (attempt %d of %d)", exc, state.attempt_number, self.max_attempts)
 
+    def check(self, query: Query) -> None:
+        if not self._key:
+            raise AuthError(f"no Aperiodic API key: {KEY_HELP}")
+
     def list_files(self, query: Query, start: date, end: date) -> list[dict[str, Any]]:
         """The API's file list for ``[start, end]``: dicts with year, month, maybe day,
         and a presigned url."""
-        if not self._key:
-            raise AuthError(f"no Aperiodic API key: {KEY_HELP}")
+        self.check(query)
         params = {
             "timestamp": query.timestamp,
             "interval": query.interval,

@@ -24,6 +24,11 @@ class Source(Protocol):
     #: test server's files never mix with the real API's.
     cache_namespace: str
 
+    def check(self, query: Query) -> None:
+        """Raise at once if this source can never answer ``query`` (no key, a metric it
+        does not serve), before any progress is shown."""
+        ...
+
     def fetch_months(self, query: Query, months: Sequence[Month], on_month: OnMonth) -> None:
         """Fetch whole months of ``query`` and hand each to ``on_month``; raise a
         :class:`~aperiodic_jupyter.errors.SourceError` if any month cannot be had

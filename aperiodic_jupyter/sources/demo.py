@@ -207,10 +207,13 @@ class DemoSource:
     def close(self) -> None:
         pass
 
-    def month_table(self, query: Query, month: Month) -> pa.Table:
-        """One month of simulated data for ``query``, shaped like an API file."""
+    def check(self, query: Query) -> None:
         if query.metric != "flow":
             raise QueryError(f"the demo source simulates only the flow metric, not {query.metric!r}; use source='api'")
+
+    def month_table(self, query: Query, month: Month) -> pa.Table:
+        """One month of simulated data for ``query``, shaped like an API file."""
+        self.check(query)
         inst = instrument(query.exchange, query.symbol)
         lo = pd.Timestamp(month.first_day)
         hi = pd.Timestamp(month.next().first_day)

@@ -1,0 +1,201 @@
+"""The %flow magic in a real IPython shell, the way a user types it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from IPython.core.completer import provisionalcompleter
+from IPython.core.interactiveshell import InteractiveShell
+
+import aperiodic_jupyter.magic as magic_module
+from aperiodic_jupyter.panel import FlowPanel
+from aperiodic_jupyter.widget import FlowExplorer
+
+from .server import API_KEY
+
+
+@pytest.fixture(scope="module")
+def shell():
+    sh = InteractiveShell.instance()
+    sh.run_cell("%load_ext aperiodic_jupyter", store_history=False)
+    yield sh
+    sh.run_cell("%unload_ext aperiodic_jupyter", store_history=False)
+
+
+@pytest.fixture
+def ip(shell, monkeypatch):
+    """The shell, with what the magic displays collected in ``ip.shown``."""
+    shown: list = []
+    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
+    shell.shown = shown
+    shell.run_cell("%config Aperiodic.api_key = None", store_history=False)
+    shell.run_cell("%config Aperiodic.source = 'auto'", store_history=False)
+    yield shell
+    for name in ("df", "flows", "x", "plan", "w"):
+        shell.user_ns.pop(name, None)
+
+
+def run(ip, line):
+    result = ip.run_cell(line, store_history=True)
+    return result
+
+
+def test_assignment_binds_a_plain_dataframe_and_shows_nothing(ip):
+    result = run(ip, "df = %flow binance-futures BTC 1h 2024-01..2024-03")
+    assert result.success
+    df = ip.user_ns["df"]
+    assert type(df) is pd.DataFrame and len(df) == 91 * 24
+    assert df.attrs["simulated"] is True
+    assert ip.shown == []
+
+
+def test_bare_line_shows_the_flow_panel(ip):
+    result = run(ip, "%flow binance BTC 1h 2024-01")
+    assert result.success and result.result is None
+    (panel,) = ip.shown
+    assert isinstance(panel, FlowPanel)
+    assert "SIMULATED" in panel.header.value and "744 rows" in panel.header.value
+
+
+def test_out_option_binds_and_still_shows(ip):
+    result = run(ip, "%flow okx BTC 4h 2024-02 -o flows")
+    assert result.success
+    assert len(ip.user_ns["flows"]) == 29 * 6
+    assert len(ip.shown) == 1
+
+
+def test_several_symbols_give_a_symbol_column_and_a_tab_each(ip):
+    run(ip, "%flow binance BTC,ETH 1d 2024-01 -o flows")
+    flows = ip.user_ns["flows"]
+    assert list(flows["symbol"].unique()) == ["perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT"]
+    assert list(flows.columns[:2]) == ["time", "symbol"]
+    tabs = ip.shown[0]
+    assert [tabs.get_title(i) for i in range(2)] == ["BTC", "ETH"]
+
+
+def test_column_groups_select_what_is_returned(ip):
+    run(ip, "df = %flow binance BTC 1h 2024-01-01 -c volumes,toxicity")
+    assert list(ip.user_ns["df"].columns) == [
+        "time",
+        "taker_buy_volume",
+        "taker_sell_volume",
+        "volume_delta",
+        "volume_delta_notional",
+        "flow_toxicity_score",
+        "flow_entropy",
+    ]
+
+
+def test_no_chart_returns_the_table(ip):
+    result = run(ip, "%flow binance BTC 1h 2024-01-01 --no-chart -t true")
+    assert isinstance(result.result, pd.DataFrame)
+    assert result.result.attrs["query"]["timestamp"] == "true"
+    assert ip.shown == []
+
+
+def test_dry_run_lists_months_and_what_is_cached(ip):
+    run(ip, "x = %flow binance BTC 1h 2024-01..2024-02")
+    result = run(ip, "%flow binance BTC 1h 2023-12..2024-02 --dry-run")
+    plan = result.result
+    assert list(plan["month"]) == ["2023-12", "2024-01", "2024-02"]
+    assert list(plan["cached"]) == ["no", "memory", "memory"]
+
+
+def test_no_cache_fetches_again(ip):
+    run(ip, "x = %flow binance BTC 1d 2024-05")
+    run(ip, "x = %flow binance BTC 1d 2024-05 --no-cache")
+    assert ip.user_ns["x"].attrs["months"] == {"2024-05": "download"}
+
+
+def test_widget_option_opens_the_explorer_prefilled(ip):
+    run(ip, "w = %flow okx ETH 15m 2024-03-01..2024-03-02 --widget")
+    w = ip.user_ns["w"]
+    assert isinstance(w, FlowExplorer)
+    s = w.selector
+    assert (s.exchange, s.symbol, s.interval, s.range_text) == (
+        "okx-perps",
+        "perpetual-ETH-USDT:USDT",
+        "15m",
+        "2024-03-01..2024-03-02",
+    )
+
+
+def test_help_shows_the_grammar_with_examples(ip):
+    doc = ip.find_line_magic("flow").__doc__
+    assert "%flow EXCHANGE SYMBOL[,SYMBOL...] INTERVAL RANGE" in doc
+    assert "df = %flow binance BTC 1h 2024-01" in doc and "--dry-run" in doc
+
+
+BAD_LINES = [
+    ("%flow kraken BTC 1h 2024-01", "unknown exchange 'kraken'; valid: binance-futures"),
+    ("%flow binance BTCC 1h 2024-01", "did you mean BTC"),
+    ("%flow binance BTC 2h 2024-01", "unknown interval '2h'; valid: 1m, 5m"),
+    ("%flow binance BTC 1h 2024-13", "invalid date '2024-13'"),
+    ("%flow binance BTC 1h 2024-03..2024-01", "before it starts"),
+    ("%flow binance BTC 1h 2099-01", "starts in the future"),
+    ("%flow binance BTC 1h 2024-01 --bogus", "unrecognized arguments: --bogus"),
+    ("%flow binance BTC", "missing INTERVAL, RANGE"),
+    ("%flow binance BTC 1h 2024-01 -c bids", "unknown column or group 'bids'; groups: volumes"),
+    ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: demo, api"),
+    ("%flow binance BTC 1h 2024-01 -t local", "unknown timestamp source 'local'"),
+    ("%flow binance BTC 1h 2024-01 -m candles", "unknown metric 'candles'"),
+    ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only the flow metric"),
+    ("%flow binance BTC 1h 2024-01 -s api", "no Aperiodic API key: set APERIODIC_API_KEY"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_LINES)
+def test_every_bad_line_ends_in_one_readable_line(ip, capsys, line, message):
+    result = run(ip, line)
+    assert not result.success
+    err = capsys.readouterr()
+    text = (err.out + err.err).strip()
+    assert "Traceback" not in text
+    assert text.startswith("UsageError: ") and "\n" not in text, text
+    assert message in text
+
+
+def test_api_source_through_config_and_the_loopback_server(ip, api, monkeypatch, capsys):
+    monkeypatch.setenv("APERIODIC_API_URL", api.base_url)
+    run(ip, f"%config Aperiodic.api_key = '{API_KEY}'")
+    run(ip, "%config Aperiodic")
+    run(ip, "%config Aperiodic.api_key")
+    shown = capsys.readouterr()
+    assert API_KEY not in shown.out + shown.err
+    result = run(ip, "df = %flow binance BTC 1h 2024-01..2024-02")
+    assert result.success
+    df = ip.user_ns["df"]
+    assert df.attrs["source"] == "api" and len(df) == 60 * 24
+    assert api.received_keys[-1] == API_KEY
+
+
+def test_server_errors_are_one_line_too(ip, api, monkeypatch, capsys):
+    monkeypatch.setenv("APERIODIC_API_URL", api.base_url)
+    run(ip, "%config Aperiodic.api_key = 'wrong-key-xyz'")
+    result = run(ip, "df = %flow binance BTC 1h 2023-01 -s api")
+    assert not result.success
+    err = capsys.readouterr()
+    text = (err.out + err.err).strip()
+    assert text.splitlines()[-1].startswith("UsageError: the API key was refused (401)")
+    assert "wrong-key-xyz" not in text and "Traceback" not in text
+
+
+def complete(ip, text):
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(text, len(text))]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("%flow bin", {"binance", "binance-futures"}),
+        ("%flow okx-perps ET", {"ETH", "ETC"}),
+        ("%flow binance BTC ", {"1m", "1h", "1d"}),
+        ("%flow binance BTC 1h 2024-01 --t", {"--timestamp"}),
+        ("%flow binance BTC 1h 2024-01 --timestamp ", {"exchange", "true"}),
+        ("%flow binance BTC 1h 2024-01 -c ", {"volumes", "sizes", "toxicity"}),
+        ("df = %flow hyper", {"hyperliquid", "hyperliquid-perps"}),
+    ],
+)
+def test_tab_completion(ip, text, expected):
+    assert expected <= set(complete(ip, text))

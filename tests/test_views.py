@@ -1,0 +1,119 @@
+"""Flow views, the flow panel and its exports, without a browser."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from aperiodic_jupyter import Client
+from aperiodic_jupyter.cache import MemoryCache
+from aperiodic_jupyter.export import read_parquet_bytes
+from aperiodic_jupyter.panel import FlowPanel
+from aperiodic_jupyter.views import BRUSH, chart_frame, downsample, flow_chart
+
+
+@pytest.fixture(scope="module")
+def demo():
+    client = Client("demo", cache_dir=False, memory_cache=MemoryCache())
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def quarter(demo):
+    return demo.get_flow("binance-futures", "BTC", "1h", "2024-01..2024-03")
+
+
+def payload_bytes(chart) -> int:
+    return len(json.dumps(chart.to_dict(), separators=(",", ":")))
+
+
+def test_chart_has_the_six_views_a_shared_brush_and_a_demo_label(quarter):
+    spec = flow_chart(quarter).to_dict()
+    titles = [v.get("title", "") for v in spec["vconcat"]]
+    assert any("Volume delta" in t for t in titles)
+    assert any("buy vs sell" in t for t in titles)
+    assert any("50 %" in t for t in titles)
+    assert any("Buyers' order-size mix" in t for t in titles) and any("Sellers'" in t for t in titles)
+    assert any("toxicity" in t for t in titles) and any("entropy" in t for t in titles)
+    assert [p["name"] for p in spec["params"]] == [BRUSH]
+    assert "SIMULATED demo data" in spec["title"]["subtitle"][0]
+    text = json.dumps(spec)
+    assert '"type": "utc"' in text  # times are drawn in UTC, not the browser's zone
+    assert "(base)" in text and "notional" in text  # units on the axes
+
+
+def test_api_data_carries_no_demo_label(quarter):
+    real = quarter.copy()
+    real.attrs = {**quarter.attrs, "simulated": False, "source": "api"}
+    spec = flow_chart(real).to_dict()
+    assert "SIMULATED" not in json.dumps(spec.get("title", {}))
+
+
+def test_small_frames_are_drawn_bar_for_bar(demo):
+    df = demo.get_flow("binance-futures", "ETH", "1h", "2024-01")
+    data, agg = chart_frame(df)
+    assert agg is None and len(data) == len(df) == 744
+
+
+def test_a_year_of_minute_bars_is_aggregated_below_one_megabyte(demo):
+    year = demo.get_flow("binance-futures", "BTC", "1m", "2024-01-01", "2024-12-31")
+    assert len(year) == 527_040  # 2024 is a leap year: 366 days of 1440 bars
+    chart = flow_chart(year)
+    assert payload_bytes(chart) < 1_000_000
+    subtitle = chart.to_dict()["title"]["subtitle"]
+    assert any("aggregated to" in s and "1m bars" in s for s in subtitle)
+
+
+def test_aggregation_sums_sums_and_recomputes_ratios(demo):
+    df = demo.get_flow("binance-futures", "BTC", "1m", "2024-01-01", "2024-01-03")
+    small, agg = downsample(df, 100)
+    assert agg == "1h"
+    assert small["taker_buy_volume"].sum() == pytest.approx(df["taker_buy_volume"].sum(), rel=1e-6)
+    first = df[df["time"] < df["time"].iloc[0] + pd.Timedelta(hours=1)]
+    expected = first["taker_buy_volume"].sum() / (first["taker_buy_volume"].sum() + first["taker_sell_volume"].sum())
+    assert small["taker_buy_sell_percentage"].iloc[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_panel_summary_brush_and_exports(quarter, tmp_path):
+    ns: dict = {}
+    panel = FlowPanel(quarter, namespace=ns)
+    assert "2,184 rows" in panel.header.value and "SIMULATED" in panel.header.value
+    assert panel.brushed is quarter
+
+    # What the browser sends back when the user drags the bottom strip.
+    lo, hi = pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-02-02 23:00", tz="UTC")
+    panel._on_brush({"new": type("Sel", (), {"value": {"time": [lo.value // 10**6, hi.value // 10**6]}})()})
+    assert panel.brush_range == (lo, hi)
+    assert len(panel.brushed) == 48 and panel.exports.has_brush
+
+    raw, name, mime = panel.export_bytes("parquet")
+    assert name == "binance-futures_perpetual-BTC-USDT-USDT_1h_2024-01-01_2024-03-31.parquet"
+    pd.testing.assert_frame_equal(read_parquet_bytes(raw), quarter)  # exports round-trip
+    raw, name, _ = panel.export_bytes("csv", "brush")
+    lines = raw.decode().splitlines()
+    assert len(lines) == 49 and lines[1].startswith("2024-02-01T00:00:00Z,")
+    assert "20240201T0000-20240202T2300" in name
+    png, _, mime = panel.export_bytes("png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and mime == "image/png"
+    svg, _, _ = panel.export_bytes("svg", "brush")
+    assert svg.lstrip().startswith(b"<svg")
+
+    panel.to_variable("feb", "brush")
+    assert len(ns["feb"]) == 48
+    with pytest.raises(ValueError, match="not a valid Python variable name"):
+        panel.to_variable("2fast")
+
+
+def test_export_messages_answer_with_binary_buffers(quarter, monkeypatch):
+    panel = FlowPanel(quarter, namespace={})
+    sent = []
+    monkeypatch.setattr(panel.exports, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    panel.exports._on_message(None, {"type": "export", "format": "csv", "scope": "full"}, [])
+    content, buffers = sent[-1]
+    assert content["type"] == "file" and content["filename"].endswith(".csv")
+    assert isinstance(buffers[0], bytes) and buffers[0].startswith(b"time,")
+    panel.exports._on_message(None, {"type": "export", "format": "csv", "scope": "brush"}, [])
+    assert sent[-1][0] == {"type": "status", "text": "error: nothing is brushed: drag across the bottom strip first"}

@@ -1,0 +1,90 @@
+"""The explorer widget's model, without a browser (the browser test drives the real UI)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+import aperiodic_jupyter as aj
+from aperiodic_jupyter import Client, QueryError
+from aperiodic_jupyter.cache import MemoryCache
+from aperiodic_jupyter.widget import FlowExplorer
+
+from .server import API_KEY
+
+
+def saved_state(widget) -> dict:
+    """What a notebook saves for the selector."""
+    state = widget.selector.get_state()
+    return {k: v for k, v in state.items() if k not in ("_esm", "_css")}
+
+
+def test_prefilled_from_python_and_loaded_from_python():
+    w = FlowExplorer("okx", "ETH", "4h", "2024-02")
+    seen = []
+    w.observe(lambda change: seen.append(change["name"]), ["query", "df"])
+    df = w.load()
+    assert len(df) == 29 * 6 and w.df is df
+    assert w.query.symbol == "perpetual-ETH-USDT:USDT" and w.query.exchange == "okx-perps"
+    assert seen == ["query", "df"]
+    s = w.selector
+    assert (s.progress_done, s.progress_total) == (1, 1)
+    assert "SIMULATED" in s.summary and s.simulated and s.status == "loaded"
+    assert w.output.children == (w.panel,)
+
+
+def test_the_load_button_fetches_in_a_worker_thread():
+    w = FlowExplorer(client=Client("demo", cache_dir=False, memory_cache=MemoryCache()))
+    # exactly what js/explorer.js sends on click
+    w.selector._handle_custom_msg(
+        {"type": "load", "query": {"symbol": "SOL", "interval": "1d", "range_text": "2024-01..2024-06"}}, []
+    )
+    deadline = time.monotonic() + 60
+    while w.df is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.df is not None and len(w.df) == 182
+    assert w.selector.symbol == "SOL" and w.selector.loading is False
+    assert w.selector.progress_total == 6
+
+
+def test_errors_show_inline_in_one_line():
+    w = FlowExplorer(range="2024-03..2024-01")
+    with pytest.raises(QueryError):
+        w.load()
+    assert w.selector.error == "range ends (2024-01-31) before it starts (2024-03-01); write START..END"
+    w.selector.range_text = "2024-01"
+    w.selector.symbol = "NOPE"
+    w.load(wait=False)
+    assert w.selector.error.startswith("unknown symbol 'NOPE'") and "\n" not in w.selector.error
+
+
+def test_api_key_is_never_widget_state(api, monkeypatch):
+    monkeypatch.setenv("APERIODIC_API_URL", api.base_url)
+    aj.set_api_key(API_KEY)
+    w = FlowExplorer(source="api", range="2024-01")
+    w.load()
+    assert w.df.attrs["source"] == "api"
+    state = json.dumps(saved_state(w), default=str)
+    assert API_KEY not in state
+    assert "X-Amz" not in state and "/files/" not in state
+    assert not any("key" in name or "secret" in name for name in w.selector.keys)  # synced trait names
+
+
+def test_saved_state_stays_small_and_holds_no_bars():
+    w = FlowExplorer(interval="1m", range="2024-01")
+    w.load()
+    state = saved_state(w)
+    assert len(json.dumps(state)) < 20_000
+    assert "summary" in state and "44,640 rows" in state["summary"]
+
+
+def test_brush_reaches_the_explorer():
+    w = FlowExplorer(interval="1h", range="2024-01")
+    w.load()
+    lo, hi = pd.Timestamp("2024-01-10", tz="UTC"), pd.Timestamp("2024-01-10 11:00", tz="UTC")
+    w.panel._on_brush({"new": type("Sel", (), {"value": {"time": [lo.isoformat(), hi.isoformat()]}})()})
+    assert w.brush_range == (lo, hi)
+    assert len(w.brushed) == 12
