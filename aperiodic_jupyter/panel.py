@@ -103,7 +103,13 @@ class FlowPanel(widgets.VBox):
     brush_range = traitlets.Any(None)
 
     def __init__(
-        self, df: pd.DataFrame, *, max_points: int = MAX_POINTS, namespace: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        df: pd.DataFrame,
+        *,
+        max_points: int = MAX_POINTS,
+        namespace: dict[str, Any] | None = None,
+        show_summary: bool = True,
+        **kwargs: Any,
     ) -> None:
         _enable_offline()
         self.df = df
@@ -116,7 +122,8 @@ class FlowPanel(widgets.VBox):
             f'<div class="apj-summary{" apj-demo" if demo else ""}" style="font:13px sans-serif">{html.escape(label)}</div>'
         )
         self.exports = ExportBar(self, variable=_default_variable(df))
-        super().__init__(children=[self.header, self.chart, self.exports], **kwargs)
+        children = [self.header, self.chart, self.exports] if show_summary else [self.chart, self.exports]
+        super().__init__(children=children, **kwargs)
         self.chart.selections.observe(self._on_brush, [BRUSH])
 
     def _on_brush(self, change: dict[str, Any]) -> None:

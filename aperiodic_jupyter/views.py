@@ -20,13 +20,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .flow import order_size_shares
 from .schema import SIDES, SIZES
 
 __all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", "MAX_POINTS"]
 
 BRUSH = "brush"
-MAX_POINTS = 2000
+MAX_POINTS = 2500
 _RULES = [("5min", "5m"), ("15min", "15m"), ("30min", "30m"), ("1h", "1h"), ("4h", "4h"), ("1D", "1d"), ("7D", "1w")]
 _ADDITIVE = [
     "taker_buy_volume",
@@ -47,7 +46,7 @@ _SHORT = {
     "flow_entropy": "ent",
 }
 BUY_COLOR, SELL_COLOR = "#1a9850", "#d73027"
-SIZE_COLORS = ["#c6dbef", "#6baed6", "#08519c"]
+SIZE_COLORS = ["#fdae61", "#74add1", "#313695"]
 
 
 def _bar_seconds(times: pd.Series) -> float:
@@ -93,7 +92,6 @@ def chart_frame(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.Data
     """The small frame the chart is drawn from: only the plotted columns, bars
     aggregated to ``max_points``, times as epoch milliseconds, floats rounded."""
     small, agg = downsample(df, max_points)
-    shares = order_size_shares(small)
     t = small["time"]
     if t.dt.tz is None:
         t = t.dt.tz_localize("UTC")
@@ -102,7 +100,7 @@ def chart_frame(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.Data
         out[short] = _round(small[col])
     for side in SIDES:
         for size in SIZES:
-            out[f"{side}_{size}"] = _round(shares[f"taker_{side}_{size}_notional_share"], 4)
+            out[f"{side}_{size}"] = _round(small[f"taker_{side}_{size}_order_volume"], 4)
     return out.replace({np.nan: None}), agg
 
 
@@ -160,23 +158,28 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
     ).properties(title="Taker buy percentage of volume (50 % = balanced)")
 
     def mix(side: str) -> alt.Chart:
+        # Log scale: large trades carry most notional, so small and medium would vanish
+        # in a linear stack; on a log axis each bucket's level and swings stay readable.
         cols: list[Any] = [f"{side}_{size}" for size in SIZES]
         return (
-            base.transform_fold(cols, as_=["bucket", "share"])
-            .mark_area()
+            base.transform_fold(cols, as_=["bucket", "notional"])
+            .transform_filter("datum.notional > 0")
+            .mark_line(strokeWidth=1)
             .encode(
                 x=x_axis,
-                y=alt.Y("share:Q", stack="normalize", title="share of notional", axis=alt.Axis(format="%")),
+                y=alt.Y(
+                    "notional:Q", scale=alt.Scale(type="log"), title="notional (quote)", axis=alt.Axis(format="~s", tickCount=3)
+                ),
                 color=alt.Color(
                     "bucket:N",
                     scale=alt.Scale(domain=cols, range=SIZE_COLORS),
                     legend=alt.Legend(orient="top", title=None, labelExpr="split(datum.label, '_')[1]"),
                 ),
-                order=alt.Order("bucket:N"),
+                tooltip=[tooltip_time, alt.Tooltip("bucket:N"), alt.Tooltip("notional:Q", format=",.0f")],
             )
             .properties(
-                title=f"{'Buyers' if side == 'buy' else 'Sellers'}' order-size mix (small < $100 ≤ medium < $1,000 ≤ large, by notional)",
-                height=80,
+                title=f"{'Buyers' if side == 'buy' else 'Sellers'}' order-size mix: notional by size (small < $100 ≤ medium < $1,000 ≤ large)",
+                height=90,
             )
         )
 

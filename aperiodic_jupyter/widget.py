@@ -164,7 +164,7 @@ class FlowExplorer(widgets.VBox):
             finally:
                 if self._client is None:
                     client.close()
-            panel = FlowPanel(df)
+            panel = FlowPanel(df, show_summary=False)  # the selector shows the summary
             panel.observe(self._on_brush, ["brush_range"])
             self.panel = panel
             self.output.children = [panel]

@@ -170,13 +170,17 @@ class ApiSource:
         log.info("retrying after %s (attempt %d of %d)", exc, state.attempt_number, self.max_attempts)
 
     def check(self, query: Query) -> None:
+        self._require_key()
+
+    def _require_key(self) -> Secret:
         if not self._key:
             raise AuthError(f"no Aperiodic API key: {KEY_HELP}")
+        return self._key
 
     def list_files(self, query: Query, start: date, end: date) -> list[dict[str, Any]]:
         """The API's file list for ``[start, end]``: dicts with year, month, maybe day,
         and a presigned url."""
-        self.check(query)
+        key = self._require_key()
         params = {
             "timestamp": query.timestamp,
             "interval": query.interval,
@@ -189,7 +193,7 @@ class ApiSource:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    response = self._get(url, params=params, headers={"X-API-KEY": self._key.reveal()})
+                    response = self._get(url, params=params, headers={"X-API-KEY": key.reveal()})
         except _Transient as exc:
             raise ServerError(
                 f"the Aperiodic API did not answer after {self.max_attempts} attempts ({exc.reason}); try again later"
