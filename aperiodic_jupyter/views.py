@@ -14,6 +14,7 @@ from the sums, entropy and toxicity are averaged, and the chart says so.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import altair as alt
@@ -101,7 +102,7 @@ def chart_frame(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.Data
     for side in SIDES:
         for size in SIZES:
             out[f"{side}_{size}"] = _round(small[f"taker_{side}_{size}_order_volume"], 4)
-    return out.replace({np.nan: None}), agg
+    return out, agg
 
 
 def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 720, title: str | None = None) -> alt.VConcatChart:
@@ -119,7 +120,9 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
         )
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
     x_axis = alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush))
-    base = alt.Chart(data).properties(width=width, height=110)
+    # JSON has no NaN: pandas writes missing values as null, which Vega skips.
+    records = json.loads(data.to_json(orient="records"))
+    base = alt.Chart(alt.InlineData(values=records)).properties(width=width, height=110)
     tooltip_time = alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)")
 
     delta = (

@@ -117,3 +117,8 @@ def test_export_messages_answer_with_binary_buffers(quarter, monkeypatch):
     assert isinstance(buffers[0], bytes) and buffers[0].startswith(b"time,")
     panel.exports._on_message(None, {"type": "export", "format": "csv", "scope": "brush"}, [])
     assert sent[-1][0] == {"type": "status", "text": "error: nothing is brushed: drag across the bottom strip first"}
+
+
+def test_chart_spec_is_strict_json(quarter):
+    # Kernels reject NaN in widget messages: missing values must travel as null.
+    json.dumps(flow_chart(quarter).to_dict(), allow_nan=False)
