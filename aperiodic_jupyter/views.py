@@ -26,6 +26,7 @@ from .schema import SIDES, SIZES
 __all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", "MAX_POINTS"]
 
 BRUSH = "brush"
+_DATASET = "flow"
 MAX_POINTS = 2500
 _RULES = [("5min", "5m"), ("15min", "15m"), ("30min", "30m"), ("1h", "1h"), ("4h", "4h"), ("1D", "1d"), ("7D", "1w")]
 _ADDITIVE = [
@@ -120,9 +121,11 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
         )
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
     x_axis = alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush))
-    # JSON has no NaN: pandas writes missing values as null, which Vega skips.
+    # JSON has no NaN: pandas writes missing values as null, which Vega skips. The rows
+    # live once, in the top-level datasets; panels refer to them by name (Altair deep-
+    # copies every panel while composing, and inline rows would be copied each time).
     records = json.loads(data.to_json(orient="records"))
-    base = alt.Chart(alt.InlineData(values=records)).properties(width=width, height=110)
+    base = alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110)
     tooltip_time = alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)")
 
     delta = (
@@ -220,9 +223,10 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
     chart = alt.vconcat(delta, volumes, pct, mix("buy"), mix("sell"), tox, ent, overview, spacing=12)
     return (
         chart.properties(
+            datasets={_DATASET: records},
             title=alt.TitleParams(
                 heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15
-            )
+            ),
         )
         .resolve_scale(color="independent")
         .configure_view(stroke=None)

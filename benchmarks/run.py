@@ -14,12 +14,9 @@ import argparse
 import gc
 import os
 import platform
-import statistics
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,31 +24,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from harness import Section, median_time  # noqa: E402
 
 from aperiodic_jupyter import __version__  # noqa: E402
 from aperiodic_jupyter.flow import Trades, compute_flow_table  # noqa: E402
 from aperiodic_jupyter.query import Month, make_query  # noqa: E402
 from aperiodic_jupyter.sources.demo import DemoSource  # noqa: E402
-
-
-@dataclass
-class Section:
-    title: str
-    rows: list[list[str]] = field(default_factory=list)
-    header: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def synthetic_trades(n: int, seed: int = 0) -> Trades:
@@ -102,9 +82,16 @@ def bench_demo(quick: bool) -> Section:
     return sec
 
 
+from fetch_bench import bench_assembly, bench_chart, bench_cold, bench_memory, bench_warm  # noqa: E402
+
 SECTIONS: dict[str, Callable[[bool], Section]] = {
+    "cold": bench_cold,
+    "warm": bench_warm,
+    "assembly": bench_assembly,
     "engine": bench_engine,
     "demo": bench_demo,
+    "chart": bench_chart,
+    "memory": bench_memory,
 }
 
 

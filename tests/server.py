@@ -104,7 +104,8 @@ class FakeApi:
         self.url_ttl = url_ttl
         self.daily_from = daily_from
         self.latency = latency
-        self.bandwidth = bandwidth  # bytes per second per response, None = unlimited
+        self.bandwidth = bandwidth  # bytes per second shared by all responses, None = unlimited
+        self._link_free = 0.0
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, int]] = []  # (route, label or query, status)
         self.received_keys: list[str | None] = []
@@ -251,11 +252,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not bw:
             self.wfile.write(body)
             return
-        chunk = 64 * 1024
+        # One shared link: every response's chunks queue for the same bytes/second.
+        chunk = 256 * 1024
         for i in range(0, len(body), chunk):
             piece = body[i : i + chunk]
+            with self.api._lock:
+                start = max(time.monotonic(), self.api._link_free)
+                self.api._link_free = start + len(piece) / bw
+            delay = start + len(piece) / bw - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
             self.wfile.write(piece)
-            time.sleep(len(piece) / bw)
 
     def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), headers=headers)

@@ -1,0 +1,314 @@
+"""Fetch, cache, assembly, chart and memory benchmarks against the loopback API server.
+
+The server is the test suite's (``tests/server.py``), serving realistic monthly files
+(the demo source's BTC months of 2023) with a latency per request and one shared
+bandwidth cap, so both clients see the same files over the same link.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from harness import Section, median_time
+
+from aperiodic_jupyter import Client, make_query
+from aperiodic_jupyter.cache import MemoryCache, read_parquet_bytes
+from aperiodic_jupyter.frame import assemble, table_to_frame
+from aperiodic_jupyter.query import Month
+from aperiodic_jupyter.sources.demo import DemoSource
+from aperiodic_jupyter.views import flow_chart
+from tests.server import API_KEY, FakeApi
+
+LATENCY = float(os.environ.get("BENCH_LATENCY", "0.2"))  # seconds added to every request
+BANDWIDTH = float(os.environ.get("BENCH_BANDWIDTH", str(100e6)))  # bytes/second, shared
+SYMBOL = "perpetual-BTC-USDT:USDT"
+YEAR = 2023
+_demo = DemoSource()
+
+
+def demo_month(
+    metric: str, exchange: str, symbol: str, interval: str, timestamp: str, year: int, month: int, day: int | None = None
+) -> pa.Table:
+    q = make_query(exchange, symbol, interval, f"{year}-{month:02d}", timestamp=timestamp)
+    return _demo.month_table(q, Month(year, month))
+
+
+_server: FakeApi | None = None
+
+
+def server() -> FakeApi:
+    global _server
+    if _server is None:
+        _server = FakeApi(demo_month, latency=LATENCY, bandwidth=BANDWIDTH).start()
+    return _server
+
+
+def span(months: int) -> tuple[date, date]:
+    last = Month(YEAR, months)
+    return date(YEAR, 1, 1), last.last_day
+
+
+def file_bytes(interval: str, months: int) -> list[bytes]:
+    api = server()
+    return [
+        api.file_bytes(("flow", "binance-futures", SYMBOL, interval, "exchange", YEAR, m, None)) for m in range(1, months + 1)
+    ]  # type: ignore[misc]
+
+
+def ours_cold(interval: str, months: int) -> Any:
+    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    try:
+        with Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=cache, memory_cache=MemoryCache()) as c:
+            return c.get_flow("binance-futures", "BTC", interval, *span(months), progress=False)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def public_cold(interval: str, months: int) -> Any:
+    import aperiodic
+
+    start, end = span(months)
+    return aperiodic.get_metrics(
+        API_KEY,
+        metric="flow",
+        timestamp="exchange",
+        interval=interval,
+        exchange="binance-futures",
+        symbol=SYMBOL,
+        start_date=start,
+        end_date=end,
+        base_url=server().base_url,
+        output="pandas",
+        show_progress=False,
+    )
+
+
+def decode_seconds(raws: list[bytes]) -> float:
+    t0 = time.perf_counter()
+    for raw in raws:
+        pq.read_table(io.BytesIO(raw))
+    return time.perf_counter() - t0
+
+
+def bench_cold(quick: bool) -> Section:
+    sec = Section(
+        f"Cold fetch: this project vs the public `aperiodic` client (loopback, {LATENCY * 1000:.0f} ms per request, {BANDWIDTH / 1e6:.0f} MB/s shared)"
+    )
+    sec.header = [
+        "interval",
+        "months",
+        "MB",
+        "ours s",
+        "public s",
+        "ours / public",
+        "limit s",
+        "ours / limit",
+        "ours / ours(1 month)",
+    ]
+    cases = [("1h", [1, 3])] if quick else [("1h", [1, 3, 12]), ("1m", [1, 3, 6, 12])]
+    repeat = 1 if quick else 3
+    verdicts = []
+    for interval, counts in cases:
+        one = None
+        for months in counts:
+            raws = file_bytes(interval, months)
+            mb = sum(map(len, raws)) / 1e6
+            ours = median_time(lambda i=interval, m=months: ours_cold(i, m), repeat)
+            public = median_time(lambda i=interval, m=months: public_cold(i, m), repeat)
+            limit = 2 * LATENCY + sum(map(len, raws)) / BANDWIDTH + decode_seconds(raws)
+            one = ours if months == 1 else one
+            ratio = ours / public
+            sec.rows.append(
+                [
+                    interval,
+                    str(months),
+                    f"{mb:.1f}",
+                    f"{ours:.3f}",
+                    f"{public:.3f}",
+                    f"{ratio:.2f}",
+                    f"{limit:.3f}",
+                    f"{ours / limit:.2f}",
+                    f"{ours / one:.2f}" if one else "-",
+                ]
+            )
+            verdicts.append((interval, months, ratio, ours / limit, ours / one if one else None))
+    sec.notes.append(
+        "limit = two round trips (listing, then the files in parallel) + all bytes / bandwidth + pyarrow's own read_table of the same files, one after another."
+    )
+    for interval, months, ratio, vs_limit, vs_one in verdicts:
+        checks = [f"never slower than the public client: {'met' if ratio <= 1 else 'MISSED'}"]
+        if interval == "1m" and months >= 6:
+            checks.append(f"≤ 0.6× public: {'met' if ratio <= 0.6 else 'MISSED'}")
+        checks.append(f"≤ 1.2× limit: {'met' if vs_limit <= 1.2 else 'MISSED'}")
+        if months == 12 and vs_one is not None:
+            checks.append(f"12 months ≤ 1.5× one month: {'met' if vs_one <= 1.5 else 'MISSED'}")
+        sec.notes.append(f"{interval} × {months}: " + "; ".join(checks))
+    return sec
+
+
+def bench_warm(quick: bool) -> Section:
+    sec = Section("Warm fetch: the same call again, from the kernel's memory and from disk only")
+    sec.header = ["interval", "months", "cold s", "memory ms", "memory / cold", "disk ms", "disk / cold", "target"]
+    cases = [("1h", 3)] if quick else [("1h", 3), ("1h", 12), ("1m", 3)]
+    for interval, months in cases:
+        cache = tempfile.mkdtemp(prefix="bench-warm-")
+        try:
+            client = Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=cache, memory_cache=MemoryCache())
+            t0 = time.perf_counter()
+            client.get_flow("binance-futures", "BTC", interval, *span(months), progress=False)
+            cold = time.perf_counter() - t0
+            mem = median_time(
+                lambda c=client, i=interval, m=months: c.get_flow("binance-futures", "BTC", i, *span(m), progress=False),
+                3 if quick else 15,
+            )
+
+            def from_disk(i: str = interval, m: int = months, d: str = cache) -> None:
+                with Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=d, memory_cache=MemoryCache()) as c2:
+                    c2.get_flow("binance-futures", "BTC", i, *span(m), progress=False)
+
+            disk = median_time(from_disk, 3 if quick else 7)
+            client.close()
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        target = ""
+        if interval == "1h" and months == 3:
+            target = "met" if mem <= 0.02 * cold and mem < 0.020 else "MISSED"
+            target += " (≤ 2 % of cold and < 20 ms in memory)"
+        else:
+            target = ("met" if mem <= 0.02 * cold else "MISSED") + " (≤ 2 % of cold in memory)"
+        sec.rows.append(
+            [
+                interval,
+                str(months),
+                f"{cold:.3f}",
+                f"{mem * 1000:.1f}",
+                f"{mem / cold:.2%}",
+                f"{disk * 1000:.1f}",
+                f"{disk / cold:.1%}",
+                target,
+            ]
+        )
+    return sec
+
+
+def bench_assembly(quick: bool) -> Section:
+    sec = Section("Assembly: our read-concat-trim-to-pandas vs plain pyarrow read_table + concat + to_pandas, same files")
+    sec.header = ["interval", "months", "ours ms", "plain ms", "ours / plain", "target ≤ 1.2×"]
+    cases = [("1h", 3)] if quick else [("1h", 12), ("1m", 3), ("1m", 12)]
+    for interval, months in cases:
+        raws = file_bytes(interval, months)
+        q = make_query("binance-futures", SYMBOL, interval, *span(months))
+
+        def ours(raws: list[bytes] = raws, q: Any = q) -> Any:
+            parts = [(Month(YEAR, i + 1), read_parquet_bytes(r)) for i, r in enumerate(raws)]
+            return table_to_frame(assemble(parts, q))
+
+        def plain(raws: list[bytes] = raws) -> Any:
+            return pa.concat_tables([pq.read_table(io.BytesIO(r)) for r in raws]).to_pandas()
+
+        a = median_time(ours, 3 if quick else 7)
+        b = median_time(plain, 3 if quick else 7)
+        sec.rows.append(
+            [interval, str(months), f"{a * 1000:.1f}", f"{b * 1000:.1f}", f"{a / b:.2f}", "met" if a / b <= 1.2 else "MISSED"]
+        )
+    sec.notes.append(
+        "Ours also validates schemas, normalises `time` to tz-aware UTC, trims to the exact range and checks the order."
+    )
+    return sec
+
+
+def bench_chart(quick: bool) -> Section:
+    sec = Section("Chart: bytes sent to the front end and time to build the view (1-minute bars)")
+    sec.header = ["range", "rows", "bars drawn", "payload kB", "build s", "target < 1 MB"]
+    demo = Client("demo", cache_dir=False, memory_cache=MemoryCache())
+    cases = (
+        [("1 day", "2024-01-01", "2024-01-01")]
+        if quick
+        else [("1 month", "2024-01-01", "2024-01-31"), ("1 year", "2024-01-01", "2024-12-31")]
+    )
+    for label, start, end in cases:
+        df = demo.get_flow("binance-futures", "BTC", "1m", start, end)
+
+        def build(df: Any = df) -> dict[str, Any]:
+            return flow_chart(df).to_dict()
+
+        secs = median_time(build, 1 if quick else 5)
+        spec = build()
+        payload = len(json.dumps(spec, separators=(",", ":")))
+        drawn = sum(len(v) for k, v in spec.get("datasets", {}).items() if k != "empty")
+        sec.rows.append(
+            [
+                label,
+                f"{len(df):,}",
+                f"{drawn:,}",
+                f"{payload / 1000:,.0f}",
+                f"{secs:.3f}",
+                "met" if payload < 1_000_000 else "MISSED",
+            ]
+        )
+    demo.close()
+    return sec
+
+
+_MEMORY_PROBE = textwrap.dedent(
+    """
+    import json, resource, sys, tempfile
+    from aperiodic_jupyter import Client
+    from aperiodic_jupyter.cache import MemoryCache
+
+    def rss_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    base_url, key, start, end = sys.argv[1:5]
+    client = Client("api", api_key=key, base_url=base_url, cache_dir=tempfile.mkdtemp(), memory_cache=MemoryCache())
+    client.get_flow("binance-futures", "BTC", "1h", start, start, progress=False)  # a kernel's imports are loaded
+    before = rss_mb()
+    df = client.get_flow("binance-futures", "BTC", "1m", start, end, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"before": before, "peak": peak, "after": rss_mb(), "frame": df.memory_usage(deep=True).sum() / 2**20, "rows": len(df)}))
+    """
+)
+
+
+def bench_memory(quick: bool) -> Section:
+    sec = Section("Memory: peak RSS of a cold fetch of 1-minute bars vs the DataFrame's own size (fresh process)")
+    sec.header = ["months", "rows", "frame MB", "RSS before MB", "peak RSS MB", "(peak − before) / frame", "target ≤ 2×"]
+    months = 1 if quick else 12
+    start, end = span(months)
+    file_bytes("1m", months)  # the server prepares its files before the probe starts
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, server().base_url, API_KEY, start.isoformat(), end.isoformat()],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratio = (r["peak"] - r["before"]) / r["frame"]
+    sec.rows.append(
+        [
+            str(months),
+            f"{r['rows']:,}",
+            f"{r['frame']:.0f}",
+            f"{r['before']:.0f}",
+            f"{r['peak']:.0f}",
+            f"{ratio:.2f}",
+            "met" if ratio <= 2 else "MISSED",
+        ]
+    )
+    sec.notes.append("The peak includes the kernel's memory cache, which keeps the months' Arrow tables for the next call.")
+    return sec
