@@ -19,7 +19,6 @@ fetched again.
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -194,7 +193,7 @@ class DiskCache:
             return None
         return Entry(table, fetched_at, key.month)
 
-    def write(self, key: CacheKey, table: pa.Table, raw: bytes | None = None) -> None:
+    def write(self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None) -> None:
         """Atomically store a month: the original file bytes when given (already
         validated by the caller), else the table written as Parquet."""
         path = self.path(key)
@@ -250,7 +249,7 @@ class MonthCache:
                 return entry.table, "disk"
         return None
 
-    def put(self, key: CacheKey, table: pa.Table, raw: bytes | None = None, now: float | None = None) -> None:
+    def put(self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.memory.put(key, Entry(table, now, key.month))
         if self.disk is not None:
@@ -335,6 +334,6 @@ class MonthCache:
         return len(removed)
 
 
-def read_parquet_bytes(raw: bytes) -> pa.Table:
+def read_parquet_bytes(raw: bytes | bytearray) -> pa.Table:
     """Parse and fully decode a downloaded file; raises on truncation or corruption."""
-    return pq.read_table(io.BytesIO(raw))
+    return pq.read_table(pa.BufferReader(raw))  # reads the bytes in place, no copy

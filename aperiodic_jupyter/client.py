@@ -229,7 +229,7 @@ class Client:
         by_month = {key.month: key for key in mine}
         lock = threading.Lock()
 
-        def on_month(month: Month, table: pa.Table, raw: bytes | None) -> None:
+        def on_month(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
             key = by_month[month]
             self.cache.put(key, table, raw)
             with lock:

@@ -63,7 +63,7 @@ class Settings:
     base_url: str | None = None
     cache_dir: str | None = None
     memory_cache_bytes: int = 1 << 30
-    max_concurrency: int = 8
+    max_concurrency: int = 16
     source: str = "auto"
 
     def __repr__(self) -> str:

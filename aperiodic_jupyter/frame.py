@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,7 +43,7 @@ def normalize_time(table: pa.Table) -> pa.Table:
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow table → pandas, with ``time`` as tz-aware UTC and a clean RangeIndex."""
-    return normalize_time(table).to_pandas(split_blocks=True, self_destruct=False)
+    return normalize_time(table).to_pandas()
 
 
 def _check_schemas(parts: Sequence[tuple[Month, pa.Table]]) -> pa.Schema | None:
@@ -76,16 +77,30 @@ def assemble(parts: Sequence[tuple[Month, pa.Table]], query: Query) -> pa.Table:
     schema = _check_schemas(parts)
     if schema is None:
         return pa.table({TIME: pa.array([], type=_UTC_NS)})
-    tables = [t.select(schema.names).replace_schema_metadata(None) for _, t in parts if t.num_rows]
-    table = pa.concat_tables(tables)
     lo = pa.scalar(datetime.combine(query.start, time.min, tzinfo=UTC), type=_UTC_NS)
     hi = pa.scalar(datetime.combine(query.end, time.max, tzinfo=UTC), type=_UTC_NS)
-    t = table.column(TIME)
-    table = table.filter(pc.and_(pc.greater_equal(t, lo), pc.less_equal(t, hi)))
+    tables = [_trim(t.select(schema.names).replace_schema_metadata(None), lo, hi) for _, t in parts if t.num_rows]
+    table = pa.concat_tables(tables)
     times = table.column(TIME)
     if len(times) > 1 and not _is_sorted(times):
         table = table.sort_by(TIME)
     return table
+
+
+def _trim(table: pa.Table, lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:
+    """Rows of one month inside ``[lo, hi]``. Months wholly inside are kept as they are
+    and sorted months are sliced (both zero-copy); only an unsorted file that crosses
+    a bound is filtered, so a long range costs no copy before pandas."""
+    col = table.column(TIME)
+    bounds = pc.min_max(col)
+    if bounds["min"].as_py() >= lo.as_py() and bounds["max"].as_py() <= hi.as_py():
+        return table
+    if _is_sorted(col):
+        ns = col.combine_chunks().cast(pa.int64()).to_numpy()
+        a = int(np.searchsorted(ns, lo.value, side="left"))
+        b = int(np.searchsorted(ns, hi.value, side="right"))
+        return table.slice(a, b - a)
+    return table.filter(pc.and_(pc.greater_equal(col, lo), pc.less_equal(col, hi)))
 
 
 def _is_sorted(col: pa.ChunkedArray) -> bool:

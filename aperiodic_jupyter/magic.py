@@ -87,7 +87,7 @@ class Aperiodic(Magics):
         config=True
     )
     memory_cache_bytes = Integer(1 << 30, help="byte budget of the kernel's memory cache").tag(config=True)
-    max_concurrency = Integer(8, help="downloads in flight at once").tag(config=True)
+    max_concurrency = Integer(16, help="downloads in flight at once").tag(config=True)
     source = CaselessStrEnum(
         ["auto", "api", "demo"], default_value="auto", help="auto: the API when a key is set, else the demo"
     ).tag(config=True)

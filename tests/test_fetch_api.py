@@ -9,6 +9,7 @@ import time
 import traceback
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
@@ -385,3 +386,17 @@ def test_public_client_returns_the_same_rows_and_values(api, make_client):
     assert len(theirs) == len(ours) == 91 * 24
     theirs = theirs.assign(time=pd.to_datetime(theirs["time"]).dt.tz_localize("UTC"))
     pd.testing.assert_frame_equal(ours[theirs.columns].reset_index(drop=True), theirs.reset_index(drop=True), check_dtype=False)
+
+
+def test_files_in_any_row_order_are_trimmed_and_sorted(make_client):
+    def shuffled(*key):
+        table = synthetic_table(*key)
+        order = np.random.default_rng(key[6]).permutation(table.num_rows)
+        return table.take(order)
+
+    with FakeApi(shuffled) as api:
+        df = make_client(api).fetch(q(start="2024-01-20", end="2024-02-10"))
+    assert df["time"].is_monotonic_increasing
+    assert df["time"].iloc[0] == pd.Timestamp("2024-01-20", tz="UTC")
+    assert df["time"].iloc[-1] == pd.Timestamp("2024-02-10 23:00", tz="UTC")
+    assert len(df) == 22 * 24

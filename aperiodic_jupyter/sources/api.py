@@ -119,7 +119,7 @@ class ApiSource:
         api_key: str | Secret | None = None,
         base_url: str | None = None,
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         timeout: float = 30.0,
         max_attempts: int = 5,
         backoff: float = 0.5,
@@ -212,6 +212,40 @@ class ApiSource:
         log.debug("listing %s..%s: %d files", start, end, len(out))
         return out
 
+    def _fetch_body(self, url: str, label: str) -> bytearray:
+        """A file's bytes, read straight into one buffer of the announced size (httpx's
+        ``.content`` would hold the chunks and their join at once: twice the file)."""
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code == 403:
+                    raise _Expired()
+                if response.status_code in RETRYABLE:
+                    raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
+                if response.status_code != 200:
+                    raise DownloadError(
+                        f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code
+                    )
+                length = response.headers.get("Content-Length")
+                sized = length is not None and "Content-Encoding" not in response.headers
+                buf = bytearray(int(length)) if sized else bytearray()
+                view, n = memoryview(buf), 0
+                for chunk in response.iter_bytes():
+                    if sized and n + len(chunk) <= len(buf):
+                        view[n : n + len(chunk)] = chunk
+                    else:
+                        view.release()
+                        buf[n:] = chunk
+                        view = memoryview(buf)
+                    n += len(chunk)
+                view.release()
+                if sized and n != len(buf):
+                    raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
+                return buf
+        except httpx.TimeoutException:
+            raise _Transient("time-out") from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection error: {type(exc).__name__}") from None
+
     def _get(self, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.get(url, **kwargs)
@@ -255,18 +289,11 @@ class ApiSource:
 
     # -- the files ---------------------------------------------------------------------
 
-    def _download(self, url: str, label: str) -> tuple[pa.Table, bytes]:
+    def _download(self, url: str, label: str) -> tuple[pa.Table, bytearray]:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    response = self._get(url)
-                    if response.status_code == 403:
-                        raise _Expired()
-                    if response.status_code != 200:
-                        raise DownloadError(
-                            f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code
-                        )
-                    raw = response.content
+                    raw = self._fetch_body(url, label)
                     try:
                         table = read_parquet_bytes(raw)
                     except (pa.ArrowException, OSError, ValueError):
@@ -291,7 +318,7 @@ class ApiSource:
         for month in sorted(wanted - set(by_month)):
             on_month(month, empty_month(), None)  # the API lists no file: an empty month
 
-        results: dict[tuple[int, int, int], tuple[pa.Table, bytes]] = {}
+        results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]] = {}
         remaining = {m: len(fs) for m, fs in by_month.items()}
         pending = listing
         refreshes = 0
@@ -316,6 +343,8 @@ class ApiSource:
                         remaining[month] -= 1
                         if remaining[month] == 0:
                             on_month(month, *_combine(by_month[month], results))
+                            for done in by_month[month]:  # the month is cached now: let its bytes go
+                                results.pop(_fkey(done), None)
                 except BaseException:
                     for other in futures:
                         other.cancel()
@@ -347,8 +376,8 @@ def _label(f: dict[str, Any]) -> str:
 
 
 def _combine(
-    files: list[dict[str, Any]], results: dict[tuple[int, int, int], tuple[pa.Table, bytes]]
-) -> tuple[pa.Table, bytes | None]:
+    files: list[dict[str, Any]], results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]]
+) -> tuple[pa.Table, bytearray | None]:
     """One month's table: the monthly file as is (raw bytes kept for the disk cache),
     or its daily files concatenated in day order."""
     if len(files) == 1:

@@ -11,7 +11,7 @@ from ..query import Month, Query
 
 #: Called once per month as soon as its data is complete: (month, table, raw file bytes
 #: when the month came as one file, else None). May be called from worker threads.
-OnMonth = Callable[[Month, pa.Table, bytes | None], None]
+OnMonth = Callable[[Month, pa.Table, bytes | bytearray | None], None]
 
 
 @runtime_checkable
