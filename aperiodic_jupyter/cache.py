@@ -193,9 +193,12 @@ class DiskCache:
             return None
         return Entry(table, fetched_at, key.month)
 
-    def write(self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None) -> None:
+    def write(
+        self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None, fetched_at: float | None = None
+    ) -> None:
         """Atomically store a month: the original file bytes when given (already
-        validated by the caller), else the table written as Parquet."""
+        validated by the caller), else the table written as Parquet. The file's mtime
+        records when the month was fetched (it decides whether the month is complete)."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -205,6 +208,8 @@ class DiskCache:
                     fh.write(raw)
             else:
                 pq.write_table(table, tmp, compression="zstd")
+            if fetched_at is not None:
+                os.utime(tmp, (fetched_at, fetched_at))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -253,7 +258,7 @@ class MonthCache:
         now = time.time() if now is None else now
         self.memory.put(key, Entry(table, now, key.month))
         if self.disk is not None:
-            self.disk.write(key, table, raw)
+            self.disk.write(key, table, raw, fetched_at=now)
 
     def info(self) -> pd.DataFrame:
         """One row per cached month: where it is, its size, and whether it is complete."""

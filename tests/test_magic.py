@@ -199,3 +199,11 @@ def complete(ip, text):
 )
 def test_tab_completion(ip, text, expected):
     assert expected <= set(complete(ip, text))
+
+
+def test_progress_shows_while_months_download_and_not_when_cached(ip, capsys):
+    run(ip, "x = %flow binance LTC 1d 2024-01..2024-02")
+    first = capsys.readouterr().err
+    assert "month" in first  # the progress bar counts months
+    run(ip, "x = %flow binance LTC 1d 2024-01..2024-02")
+    assert capsys.readouterr().err == ""
