@@ -7,6 +7,7 @@ bandwidth cap, so both clients see the same files over the same link.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -22,37 +23,51 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from files import month_bytes
 from harness import Section, median_time
 
 from aperiodic_jupyter import Client, make_query
 from aperiodic_jupyter.cache import MemoryCache, read_parquet_bytes
 from aperiodic_jupyter.frame import assemble, table_to_frame
 from aperiodic_jupyter.query import Month
-from aperiodic_jupyter.sources.demo import DemoSource
 from aperiodic_jupyter.views import flow_chart
-from tests.server import API_KEY, FakeApi
+from tests.server import API_KEY
 
 LATENCY = float(os.environ.get("BENCH_LATENCY", "0.2"))  # seconds added to every request
 BANDWIDTH = float(os.environ.get("BENCH_BANDWIDTH", str(100e6)))  # bytes/second, shared
 SYMBOL = "perpetual-BTC-USDT:USDT"
 YEAR = 2023
-_demo = DemoSource()
 
 
-def demo_month(
-    metric: str, exchange: str, symbol: str, interval: str, timestamp: str, year: int, month: int, day: int | None = None
-) -> pa.Table:
-    q = make_query(exchange, symbol, interval, f"{year}-{month:02d}", timestamp=timestamp)
-    return _demo.month_table(q, Month(year, month))
+class LoopbackServer:
+    """tests/server.py's FakeApi, run by benchmarks/serve.py in its own process."""
+
+    def __init__(self, bandwidth: float) -> None:
+        self.bandwidth = bandwidth
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("serve.py")), "--latency", str(LATENCY), "--bandwidth", str(bandwidth)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
 
 
-_server: FakeApi | None = None
+_server: LoopbackServer | None = None
 
 
-def server() -> FakeApi:
+def server(bandwidth: float = BANDWIDTH) -> LoopbackServer:
     global _server
-    if _server is None:
-        _server = FakeApi(demo_month, latency=LATENCY, bandwidth=BANDWIDTH).start()
+    if _server is None or _server.bandwidth != bandwidth:
+        if _server is not None:
+            _server.stop()
+        _server = LoopbackServer(bandwidth)
     return _server
 
 
@@ -62,10 +77,7 @@ def span(months: int) -> tuple[date, date]:
 
 
 def file_bytes(interval: str, months: int) -> list[bytes]:
-    api = server()
-    return [
-        api.file_bytes(("flow", "binance-futures", SYMBOL, interval, "exchange", YEAR, m, None)) for m in range(1, months + 1)
-    ]  # type: ignore[misc]
+    return [month_bytes(SYMBOL, interval, YEAR, m) for m in range(1, months + 1)]
 
 
 def ours_cold(interval: str, months: int) -> Any:
@@ -123,9 +135,8 @@ def bench_cold(quick: bool) -> Section:
     cases = [("1h", [1, 3])] if quick else [("1h", [1, 3, 12]), ("1m", [1, 3, 6, 12])]
     repeat = 1 if quick else 3
     verdicts = []
-    api = server()
     for bandwidth in links:
-        api.bandwidth = bandwidth
+        server(bandwidth)
         for interval, counts in cases:
             one = None
             for months in counts:
@@ -151,7 +162,7 @@ def bench_cold(quick: bool) -> Section:
                     ]
                 )
                 verdicts.append((bandwidth, interval, months, ratio, ours / limit, ours / one if one else None))
-    api.bandwidth = BANDWIDTH
+    server(BANDWIDTH)
     sec.notes.append(
         "limit = two round trips (listing, then the files in parallel) + all bytes / bandwidth + pyarrow's own read_table of the same files, one after another."
     )
@@ -305,7 +316,7 @@ def bench_memory(quick: bool) -> Section:
     ]
     months = 1 if quick else 12
     start, end = span(months)
-    file_bytes("1m", months)  # the server prepares its files before the probe starts
+    ours_cold("1m", months)  # the server prepares its files before the probe starts
     for label, budget in (("on (default, 1 GiB)", 1 << 30), ("off", 0)):
         proc = subprocess.run(
             [sys.executable, "-c", _MEMORY_PROBE, server().base_url, API_KEY, start.isoformat(), end.isoformat(), str(budget)],
