@@ -62,12 +62,13 @@ class LoopbackServer:
 _server: LoopbackServer | None = None
 
 
-def server(bandwidth: float = BANDWIDTH) -> LoopbackServer:
+def server(bandwidth: float | None = None) -> LoopbackServer:
+    """The running server; a new one when another link speed is asked for."""
     global _server
-    if _server is None or _server.bandwidth != bandwidth:
+    if _server is None or (bandwidth is not None and _server.bandwidth != bandwidth):
         if _server is not None:
             _server.stop()
-        _server = LoopbackServer(bandwidth)
+        _server = LoopbackServer(bandwidth or BANDWIDTH)
     return _server
 
 
