@@ -115,7 +115,8 @@ def machine() -> list[str]:
 
 
 def render(sections: list[Section], command: str) -> str:
-    out = ["# Benchmark results", "", "Reproduce with:", "", f"    {command}", "", *machine(), ""]
+    link = f"BENCH_LATENCY={os.environ.get('BENCH_LATENCY', '0.2')} BENCH_BANDWIDTH={os.environ.get('BENCH_BANDWIDTH', '100e6')}"
+    out = ["# Benchmark results", "", "Reproduce with:", "", f"    {command}   # loopback link: {link}", "", *machine(), ""]
     for sec in sections:
         out += [f"## {sec.title}", "", "| " + " | ".join(sec.header) + " |", "|" + "---|" * len(sec.header)]
         out += ["| " + " | ".join(row) + " |" for row in sec.rows]
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(SECTIONS[name](args.quick))
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     text = render(sections, command)
+    if not args.quick and not args.only:
+        text += "\n" + (HERE / "analysis.md").read_text()
     Path(args.output).write_text(text)
     print(text)
     return 0

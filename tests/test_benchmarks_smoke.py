@@ -21,6 +21,6 @@ def test_benchmark_command_runs_and_writes_a_results_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert "Reproduce with:" in text and "python benchmarks/run.py --quick" in text
-    for title in ("Flow engine", "Demo source"):
-        assert f"## {title}" in text
-    assert "M trades/s" in text
+    for title in ("Cold fetch", "Warm fetch", "Assembly", "Flow engine", "Demo source", "Chart", "Memory"):
+        assert f"## {title}" in text, title
+    assert "M trades/s" in text and "ours / public" in text and "payload kB" in text
