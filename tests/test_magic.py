@@ -207,3 +207,16 @@ def test_progress_shows_while_months_download_and_not_when_cached(ip, capsys):
     assert "month" in first  # the progress bar counts months
     run(ip, "x = %flow binance LTC 1d 2024-01..2024-02")
     assert capsys.readouterr().err == ""
+
+
+def test_set_key_prompts_hidden_and_never_echoes(ip, monkeypatch, capsys):
+    import aperiodic_jupyter
+
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-secret-77")
+    result = run(ip, "%flow --set-key")
+    assert result.success
+    out = capsys.readouterr()
+    assert "typed-secret-77" not in out.out + out.err
+    assert "API key set" in out.out
+    assert aperiodic_jupyter.settings.api_key.reveal() == "typed-secret-77"
+    assert "typed-secret-77" not in repr(aperiodic_jupyter.settings)
