@@ -9,8 +9,17 @@ function field(label, control) {
   return l;
 }
 
-function select(options, value) {
+function input(className, value, size) {
+  const i = document.createElement("input");
+  i.className = className;
+  i.value = value;
+  i.size = size;
+  return i;
+}
+
+function select(className, options, value) {
   const s = document.createElement("select");
+  s.className = className;
   for (const o of options) {
     const opt = document.createElement("option");
     opt.value = o;
@@ -25,26 +34,16 @@ function render({ model, el }) {
   el.classList.add("apj-explorer");
   const uid = Math.random().toString(36).slice(2);
 
-  const exchange = select(model.get("exchanges"), model.get("exchange"));
-  exchange.className = "apj-exchange";
-  const symbol = document.createElement("input");
-  symbol.className = "apj-symbol";
-  symbol.value = model.get("symbol");
-  symbol.size = 16;
+  const exchange = select("apj-exchange", model.get("exchanges"), model.get("exchange"));
+  const symbol = input("apj-symbol", model.get("symbol"), 16);
   const list = document.createElement("datalist");
   list.id = `apj-symbols-${uid}`;
   symbol.setAttribute("list", list.id);
-  const interval = select(model.get("intervals"), model.get("interval"));
-  interval.className = "apj-interval";
-  const range = document.createElement("input");
-  range.className = "apj-range";
-  range.value = model.get("range_text");
-  range.size = 22;
+  const interval = select("apj-interval", model.get("intervals"), model.get("interval"));
+  const range = input("apj-range", model.get("range_text"), 22);
   range.placeholder = "2024-01..2024-03";
-  const timestamp = select(["exchange", "true"], model.get("timestamp"));
-  timestamp.className = "apj-timestamp";
-  const source = select(["auto", "demo", "api"], model.get("source"));
-  source.className = "apj-source";
+  const timestamp = select("apj-timestamp", ["exchange", "true"], model.get("timestamp"));
+  const source = select("apj-source", ["auto", "demo", "api"], model.get("source"));
   const load = document.createElement("button");
   load.className = "apj-btn apj-load";
   load.textContent = "Load";
