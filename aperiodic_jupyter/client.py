@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, default_cache_dir
 from .config import Secret, resolve_api_key, settings
-from .errors import QueryError
+from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble, table_to_frame
 from .query import Month, Query, make_query
 from .schema import FLOW_FILE_SCHEMA
@@ -200,6 +200,7 @@ class Client:
         report = _reporter(progress, len(keys), len(parts), missing, query)
         if missing:
             mine, theirs = _inflight.claim(missing)
+            failure: BaseException | None = None
             try:
                 if mine:
                     self._download(query, mine, parts, origin, report)
@@ -207,10 +208,18 @@ class Client:
                     parts[key.month] = fut.result()
                     origin[str(key.month)] = "download"
                     report()
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 for key, fut in mine.items():
                     if not fut.done():
-                        fut.set_exception(RuntimeError(f"the fetch of {key.month} by another call failed"))
+                        # A caller waiting on this month gets the same typed error.
+                        fut.set_exception(
+                            failure
+                            if isinstance(failure, AperiodicError)
+                            else DownloadError(f"the download of {key.month} failed")
+                        )
                     _inflight.release(key)
                 report(close=True)
         table = assemble(list(parts.items()), query)

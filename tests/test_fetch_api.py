@@ -400,3 +400,23 @@ def test_files_in_any_row_order_are_trimmed_and_sorted(make_client):
     assert df["time"].iloc[0] == pd.Timestamp("2024-01-20", tz="UTC")
     assert df["time"].iloc[-1] == pd.Timestamp("2024-02-10 23:00", tz="UTC")
     assert len(df) == 22 * 24
+
+
+def test_a_caller_waiting_on_a_failed_download_gets_the_same_typed_error(api, make_client):
+    api.inject("file", delay=0.5, status=404, match="2024-01")
+    errors = []
+
+    def fetch(client):
+        try:
+            client.fetch(q(end="2024-01-31"))
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(make_client(api, memory=MemoryCache()),)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 2 and all(isinstance(e, DownloadError) for e in errors)
+    assert all("2024-01" in str(e) for e in errors)
+    assert api.counts["file"] == 1
