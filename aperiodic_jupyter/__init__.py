@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import asyncio
 import os
 import threading
 from datetime import date, datetime
@@ -43,6 +44,8 @@ __all__ = [
     "__version__",
     "get_flow",
     "get_metrics",
+    "get_flow_async",
+    "get_metrics_async",
     "default_client",
     "set_api_key",
     "Client",
@@ -175,3 +178,14 @@ def get_flow(
     return get_metrics(
         "flow", exchange, symbol, interval, start, end, timestamp=timestamp, source=source, refresh=refresh, progress=progress
     )
+
+
+async def get_flow_async(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """:func:`get_flow` for ``await``: runs in a worker thread, so the event loop
+    (Jupyter's included) keeps running; no loop patching."""
+    return await asyncio.to_thread(get_flow, *args, **kwargs)
+
+
+async def get_metrics_async(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """:func:`get_metrics` for ``await`` (see :func:`get_flow_async`)."""
+    return await asyncio.to_thread(get_metrics, *args, **kwargs)

@@ -108,3 +108,20 @@ def test_demo_cache_is_kept_apart_from_api_data(tmp_path):
         client.get_flow("binance-futures", "BTC", "1d", "2024-01")
         assert set(client.cache.info()["source"]) == {"demo"}
     assert (tmp_path / "demo").is_dir() and not (tmp_path / "api").exists()
+
+
+def test_module_level_async_api_in_a_running_loop():
+    import asyncio
+
+    import aperiodic_jupyter as aj
+
+    async def cell():
+        flow, other = await asyncio.gather(
+            aj.get_flow_async("binance-futures", "BTC", "1d", "2024-01", progress=False),
+            aj.get_flow_async("okx-perps", "ETH", "1d", "2024-01", progress=False),
+        )
+        return flow, other
+
+    btc, eth = asyncio.run(cell())
+    assert len(btc) == len(eth) == 31
+    assert btc.attrs["query"]["symbol"] != eth.attrs["query"]["symbol"]
