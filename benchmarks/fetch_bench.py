@@ -318,12 +318,15 @@ def bench_memory(quick: bool) -> Section:
     months = 1 if quick else 12
     start, end = span(months)
     ours_cold("1m", months)  # the server prepares its files before the probe starts
-    for label, budget in (("on (default, 1 GiB)", 1 << 30), ("off", 0)):
+    runs = [("on (default, 1 GiB)", 1 << 30, None), ("off", 0, None), ("on, Arrow pool jemalloc", 1 << 30, "jemalloc")]
+    for label, budget, pool in runs:
+        env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": pool} if pool else None
         proc = subprocess.run(
             [sys.executable, "-c", _MEMORY_PROBE, server().base_url, API_KEY, start.isoformat(), end.isoformat(), str(budget)],
             capture_output=True,
             text=True,
             check=True,
+            env=env,
             cwd=str(Path(__file__).resolve().parents[1]),
         )
         r = json.loads(proc.stdout.strip().splitlines()[-1])
