@@ -9,7 +9,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-__all__ = ["to_csv_bytes", "to_parquet_bytes", "chart_png", "chart_svg", "read_parquet_bytes", "FORMATS"]
+__all__ = ["to_csv_bytes", "to_parquet_bytes", "chart_png", "chart_svg", "FORMATS"]
 
 FORMATS = ("csv", "parquet", "png", "svg")
 MIME = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "png": "image/png", "svg": "image/svg+xml"}
@@ -30,10 +30,6 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False, compression="zstd")
     return buf.getvalue()
-
-
-def read_parquet_bytes(raw: bytes) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(raw))
 
 
 def _spec(chart: alt.TopLevelMixin | dict[str, Any]) -> dict[str, Any]:

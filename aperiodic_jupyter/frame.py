@@ -95,14 +95,15 @@ def _trim(table: pa.Table, lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:
     bounds = pc.min_max(col)
     if bounds["min"].as_py() >= lo.as_py() and bounds["max"].as_py() <= hi.as_py():
         return table
-    if _is_sorted(col):
-        ns = col.combine_chunks().cast(pa.int64()).to_numpy()
+    flat = col.combine_chunks()
+    if _is_sorted(flat):
+        ns = flat.cast(pa.int64()).to_numpy()
         a = int(np.searchsorted(ns, lo.value, side="left"))
         b = int(np.searchsorted(ns, hi.value, side="right"))
         return table.slice(a, b - a)
     return table.filter(pc.and_(pc.greater_equal(col, lo), pc.less_equal(col, hi)))
 
 
-def _is_sorted(col: pa.ChunkedArray) -> bool:
-    flat = col.combine_chunks()
+def _is_sorted(col: pa.ChunkedArray | pa.Array) -> bool:
+    flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     return bool(pc.all(pc.less_equal(flat.slice(0, len(flat) - 1), flat.slice(1))).as_py())

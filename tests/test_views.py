@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
@@ -9,7 +10,6 @@ import pytest
 
 from aperiodic_jupyter import Client
 from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.export import read_parquet_bytes
 from aperiodic_jupyter.panel import FlowPanel
 from aperiodic_jupyter.views import BRUSH, chart_frame, downsample, flow_chart
 
@@ -91,7 +91,7 @@ def test_panel_summary_brush_and_exports(quarter, tmp_path):
 
     raw, name, mime = panel.export_bytes("parquet")
     assert name == "binance-futures_perpetual-BTC-USDT-USDT_1h_2024-01-01_2024-03-31.parquet"
-    pd.testing.assert_frame_equal(read_parquet_bytes(raw), quarter)  # exports round-trip
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(raw)), quarter)  # exports round-trip
     raw, name, _ = panel.export_bytes("csv", "brush")
     lines = raw.decode().splitlines()
     assert len(lines) == 49 and lines[1].startswith("2024-02-01T00:00:00Z,")

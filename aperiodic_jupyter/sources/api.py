@@ -21,8 +21,9 @@ import logging
 import random
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +75,22 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Time-outs and dropped connections are transient; say so without the URL."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise _Transient("time-out") from None
+    except httpx.TransportError as exc:
+        raise _Transient(f"connection error: {type(exc).__name__}") from None
+
+
+def _raise_if_retryable(response: httpx.Response) -> None:
+    if response.status_code in RETRYABLE:
+        raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
 
 
 _URL_QUERY = re.compile(r"(https?://[^\s\"'?]+)\?[^\s\"']*")
@@ -215,46 +232,27 @@ class ApiSource:
     def _fetch_body(self, url: str, label: str) -> bytearray:
         """A file's bytes, read straight into one buffer of the announced size (httpx's
         ``.content`` would hold the chunks and their join at once: twice the file)."""
-        try:
-            with self._http.stream("GET", url) as response:
-                if response.status_code == 403:
-                    raise _Expired()
-                if response.status_code in RETRYABLE:
-                    raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
-                if response.status_code != 200:
-                    raise DownloadError(
-                        f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code
-                    )
-                length = response.headers.get("Content-Length")
-                sized = length is not None and "Content-Encoding" not in response.headers
-                buf = bytearray(int(length)) if sized else bytearray()
-                view, n = memoryview(buf), 0
-                for chunk in response.iter_bytes():
-                    if sized and n + len(chunk) <= len(buf):
-                        view[n : n + len(chunk)] = chunk
-                    else:
-                        view.release()
-                        buf[n:] = chunk
-                        view = memoryview(buf)
-                    n += len(chunk)
-                view.release()
-                if sized and n != len(buf):
-                    raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
-                return buf
-        except httpx.TimeoutException:
-            raise _Transient("time-out") from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"connection error: {type(exc).__name__}") from None
+        with _transport_errors(), self._http.stream("GET", url) as response:
+            if response.status_code == 403:
+                raise _Expired()
+            _raise_if_retryable(response)
+            if response.status_code != 200:
+                raise DownloadError(f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code)
+            length = response.headers.get("Content-Length")
+            sized = length is not None and "Content-Encoding" not in response.headers
+            buf = bytearray(int(length)) if sized else bytearray()
+            n = 0
+            for chunk in response.iter_bytes():
+                buf[n : n + len(chunk)] = chunk  # in place while it fits, appended past the end
+                n += len(chunk)
+            if sized and n != len(buf):
+                raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
+            return buf
 
     def _get(self, url: str, **kwargs: Any) -> httpx.Response:
-        try:
+        with _transport_errors():
             response = self._http.get(url, **kwargs)
-        except httpx.TimeoutException:
-            raise _Transient("time-out") from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"connection error: {type(exc).__name__}") from None
-        if response.status_code in RETRYABLE:
-            raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
+        _raise_if_retryable(response)
         return response
 
     def _raise_for_api_status(self, response: httpx.Response, query: Query) -> None:
