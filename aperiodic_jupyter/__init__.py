@@ -13,16 +13,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import asyncio
-import os
-import threading
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .client import Client, Progress
-from .config import Secret, settings
-from .errors import (
+from .core.client import Client, default_client
+from .core.compute import compute_flow, order_size_shares
+from .core.errors import (
     AperiodicError,
     AuthError,
     DownloadError,
@@ -35,10 +33,17 @@ from .errors import (
     SourceError,
     SymbolError,
 )
-from .flow import compute_flow, order_size_shares
-from .query import EXCHANGES, INTERVALS, Query, make_query, parse_range
-from .symbols import resolve_symbol
-from .trades import read_binance_aggtrades, read_okx_trades
+from .core.progress import Progress
+from .core.query import INTERVALS, Query, make_query
+from .core.ranges import parse_range
+from .core.schema import FLOW_UNITS
+from .core.settings import Secret, settings
+from .core.symbols import resolve_symbol
+from .core.trades import read_binance_aggtrades, read_okx_trades
+from .core.venues import EXCHANGES
+
+if TYPE_CHECKING:
+    from .jupyter.explorer import FlowExplorer
 
 __all__ = [
     "__version__",
@@ -51,6 +56,7 @@ __all__ = [
     "Client",
     "Query",
     "Progress",
+    "FlowExplorer",
     "make_query",
     "parse_range",
     "resolve_symbol",
@@ -59,6 +65,7 @@ __all__ = [
     "settings",
     "EXCHANGES",
     "INTERVALS",
+    "FLOW_UNITS",
     "AperiodicError",
     "QueryError",
     "SymbolError",
@@ -75,40 +82,28 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The explorer pulls in ipywidgets, anywidget and Altair: load it only when asked
+    # for, so `import aperiodic_jupyter` stays light (as lonboard does for Map).
+    if name == "FlowExplorer":
+        from .jupyter.explorer import FlowExplorer
+
+        return FlowExplorer
+    raise AttributeError(f"module 'aperiodic_jupyter' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext aperiodic_jupyter``: registers ``%flow``, ``%config Aperiodic`` and
     tab completion."""
-    from .magic import load_ipython_extension as load
+    from .jupyter.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magic import unload_ipython_extension as unload
+    from .jupyter.magic import unload_ipython_extension as unload
 
     unload(ipython)
-
-
-_default_lock = threading.Lock()
-_default: tuple[tuple[Any, ...], Client] | None = None
-
-
-def _settings_fingerprint() -> tuple[Any, ...]:
-    env = tuple(os.environ.get(k) for k in ("APERIODIC_API_KEY", "APERIODIC_API_URL", "APERIODIC_CACHE_DIR"))
-    return (settings.api_key, settings.base_url, settings.cache_dir, settings.max_concurrency, settings.source, env)
-
-
-def default_client() -> Client:
-    """The client :func:`get_flow` uses: built from ``settings`` and the environment,
-    rebuilt when either changes."""
-    global _default
-    with _default_lock:
-        fp = _settings_fingerprint()
-        if _default is None or _default[0] != fp:
-            if _default is not None:
-                _default[1].close()
-            _default = (fp, Client())
-        return _default[1]
 
 
 def set_api_key(key: str | None) -> None:
@@ -130,15 +125,9 @@ def get_metrics(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Any metric on the API's ``/data/{metric}`` path as a DataFrame; see :func:`get_flow`."""
-    if source is None:
-        client = default_client()
-        return client.get_metrics(
-            metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
-        )
-    with Client(source) as client:  # type: ignore[arg-type]
-        return client.get_metrics(
-            metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
-        )
+    return default_client(source or "auto").get_metrics(
+        metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
+    )
 
 
 def get_flow(
@@ -172,7 +161,7 @@ def get_flow(
         One row per bar: ``time`` (tz-aware UTC bar start, a column), base-asset
         volumes (``taker_buy_volume``...), trade counts, quote-notional columns
         (``volume_delta_notional``, ``taker_*_order_volume``), ratios and scores. See
-        ``aperiodic_jupyter.schema.FLOW_UNITS`` for every column's unit.
+        ``aperiodic_jupyter.FLOW_UNITS`` for every column's unit.
         ``df.attrs`` says where the data came from and whether it is simulated.
     """
     return get_metrics(

@@ -11,9 +11,11 @@ import sys
 
 import pandas as pd
 
-from . import Client
-from .errors import AperiodicError
-from .query import EXCHANGES, INTERVALS, make_query
+from .core.client import default_client
+from .core.errors import AperiodicError
+from .core.query import INTERVALS, make_query
+from .core.settings import SOURCES
+from .core.venues import EXCHANGE_ALIASES, EXCHANGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,12 +24,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Fetch taker-flow metrics (demo source when no API key is set).",
         epilog="example: python -m aperiodic_jupyter binance BTC 1h 2024-01..2024-03",
     )
-    p.add_argument("exchange", help=f"one of {', '.join(EXCHANGES)} (or binance, okx, hyperliquid)")
+    p.add_argument("exchange", help=f"one of {', '.join(EXCHANGES)} (or {', '.join(sorted(EXCHANGE_ALIASES))})")
     p.add_argument("symbol", help="BTC, BTCUSDT, BTC-USDT-SWAP or perpetual-BTC-USDT:USDT")
     p.add_argument("interval", help=" ".join(INTERVALS))
     p.add_argument("range", help="2024-01, 2024-01..2024-03, 2024-01-15..2024-02-10, 7d, ...")
     p.add_argument("--timestamp", default="exchange", choices=["exchange", "true"])
-    p.add_argument("--source", default="auto", choices=["auto", "api", "demo"])
+    p.add_argument("--source", default="auto", choices=list(SOURCES))
     p.add_argument("--refresh", action="store_true", help="ignore the cache")
     p.add_argument("--output", "-o", help="write the frame to FILE.parquet or FILE.csv")
     return p
@@ -37,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         query = make_query(args.exchange, args.symbol, args.interval, args.range, timestamp=args.timestamp)
-        with Client(args.source) as client:
-            df = client.fetch(query, refresh=args.refresh, progress=sys.stderr.isatty())
+        df = default_client(args.source).fetch(query, refresh=args.refresh, progress=sys.stderr.isatty())
     except AperiodicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,10 +27,11 @@ from files import month_bytes
 from harness import Section, median_time
 
 from aperiodic_jupyter import Client, make_query
-from aperiodic_jupyter.cache import MemoryCache, read_parquet_bytes
-from aperiodic_jupyter.frame import assemble, table_to_frame
-from aperiodic_jupyter.query import Month
-from aperiodic_jupyter.views import flow_chart
+from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.core.frame import assemble, table_to_frame
+from aperiodic_jupyter.core.parquet import read_parquet_bytes
+from aperiodic_jupyter.core.ranges import Month
+from aperiodic_jupyter.jupyter.charts import flow_chart
 from tests.server import API_KEY
 
 LATENCY = float(os.environ.get("BENCH_LATENCY", "0.2"))  # seconds added to every request
@@ -287,7 +288,7 @@ _MEMORY_PROBE = textwrap.dedent(
     """
     import json, sys, tempfile
     from aperiodic_jupyter import Client
-    from aperiodic_jupyter.cache import MemoryCache
+    from aperiodic_jupyter.core.cache import MemoryCache
 
     def status(field):
         # VmHWM is this process's own peak: ru_maxrss would carry the parent's over exec.

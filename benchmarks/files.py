@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aperiodic_jupyter import make_query
-from aperiodic_jupyter.query import Month
-from aperiodic_jupyter.sources.demo import DemoSource
+from aperiodic_jupyter.core.ranges import Month
+from aperiodic_jupyter.core.sources.demo import DemoSource
 
 _demo = DemoSource()
 _bytes: dict[tuple, bytes] = {}

@@ -28,10 +28,10 @@ sys.path.insert(0, str(HERE))
 
 from harness import Section, median_time  # noqa: E402
 
-from aperiodic_jupyter import __version__  # noqa: E402
-from aperiodic_jupyter.flow import Trades, compute_flow_table  # noqa: E402
-from aperiodic_jupyter.query import Month, make_query  # noqa: E402
-from aperiodic_jupyter.sources.demo import DemoSource  # noqa: E402
+from aperiodic_jupyter import __version__, make_query  # noqa: E402
+from aperiodic_jupyter.core.compute import Trades, compute_flow_table  # noqa: E402
+from aperiodic_jupyter.core.ranges import Month  # noqa: E402
+from aperiodic_jupyter.core.sources.demo import DemoSource  # noqa: E402
 
 
 def synthetic_trades(n: int, seed: int = 0) -> Trades:
@@ -74,7 +74,7 @@ def bench_demo(quick: bool) -> Section:
     cases = [("BTC", "1m"), ("BTC", "1h"), ("ARB", "1m")] if not quick else [("ARB", "1h")]
     for symbol, interval in cases:
         q = make_query("binance-futures", symbol, interval, "2024-01")
-        from aperiodic_jupyter.sources.demo import simulate_month
+        from aperiodic_jupyter.core.sources.demo import simulate_month
 
         n = len(simulate_month("binance-futures", q.symbol, Month(2024, 1)))
         secs = median_time(lambda q=q: source.month_table(q, Month(2024, 1)), 1 if quick else 5)

@@ -4,8 +4,7 @@ import pytest
 
 import aperiodic_jupyter
 from aperiodic_jupyter import Client
-from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.config import Settings
+from aperiodic_jupyter.core.cache import MemoryCache
 
 from .server import API_KEY, FakeApi
 
@@ -16,10 +15,9 @@ def isolated(monkeypatch, tmp_path):
     for name in ("APERIODIC_API_KEY", "APERIODIC_API_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("APERIODIC_CACHE_DIR", str(tmp_path / "default-cache"))
-    fresh = Settings()
-    for field in vars(fresh):
-        monkeypatch.setattr(aperiodic_jupyter.settings, field, getattr(fresh, field))
+    aperiodic_jupyter.settings.reset()
     yield
+    aperiodic_jupyter.settings.reset()
 
 
 @pytest.fixture

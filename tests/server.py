@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aperiodic_jupyter.schema import FLOW_FILE_SCHEMA
+from aperiodic_jupyter.core.schema import FLOW_FILE_SCHEMA
 
 API_KEY = "test-key-5f2c9a17d3"
 EXCHANGES = {"binance-futures", "okx-perps", "hyperliquid-perps"}

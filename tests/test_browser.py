@@ -150,7 +150,7 @@ def test_explorer_load_brush_and_export_in_jupyterlab(lab, browser, tmp_path):
     _write_notebook(
         root,
         "explorer.ipynb",
-        "from aperiodic_jupyter.widget import FlowExplorer\nw = FlowExplorer(exchange='okx-perps', symbol='ETH', interval='1h', range='2024-01..2024-02')\nw",
+        "from aperiodic_jupyter.jupyter.explorer import FlowExplorer\nw = FlowExplorer(exchange='okx-perps', symbol='ETH', interval='1h', range='2024-01..2024-02')\nw",
         "print('BRUSH', w.brush_range)\nprint('ROWS', None if w.brushed is None else len(w.brushed))",
     )
     page = browser.new_page(viewport={"width": 1280, "height": 1800}, accept_downloads=True)

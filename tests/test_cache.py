@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from aperiodic_jupyter.cache import CacheKey, DiskCache, Entry, MemoryCache, MonthCache, is_complete
-from aperiodic_jupyter.query import Month
+from aperiodic_jupyter.core.cache import CacheKey, DiskCache, Entry, MemoryCache, MonthCache, is_complete
+from aperiodic_jupyter.core.ranges import Month
 
 
 def key(month: int, year: int = 2024) -> CacheKey:

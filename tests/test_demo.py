@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from aperiodic_jupyter import Client, get_flow, make_query
-from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.query import Month
-from aperiodic_jupyter.schema import FLOW_COLUMNS, FLOW_FILE_SCHEMA
-from aperiodic_jupyter.sources.api import ApiSource
-from aperiodic_jupyter.sources.demo import DemoSource, simulate_month
+from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.core.ranges import Month
+from aperiodic_jupyter.core.schema import FLOW_COLUMNS, FLOW_FILE_SCHEMA
+from aperiodic_jupyter.core.sources.api import ApiSource
+from aperiodic_jupyter.core.sources.demo import DemoSource, simulate_month
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from aperiodic_jupyter import (
     get_flow,
     make_query,
 )
-from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.query import utc_today
+from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.core.ranges import utc_today
 
 from .server import API_KEY, FakeApi, synthetic_table
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from aperiodic_jupyter import FormatError, compute_flow, order_size_shares
-from aperiodic_jupyter.errors import QueryError
-from aperiodic_jupyter.flow import TOXICITY_WINDOW, compute_flow_table
-from aperiodic_jupyter.schema import FLOW_COLUMNS, FLOW_FILE_SCHEMA
-from aperiodic_jupyter.trades import read_binance_aggtrades, read_okx_trades
+from aperiodic_jupyter.core.compute import TOXICITY_WINDOW, compute_flow_table
+from aperiodic_jupyter.core.errors import QueryError
+from aperiodic_jupyter.core.schema import FLOW_COLUMNS, FLOW_FILE_SCHEMA
+from aperiodic_jupyter.core.trades import read_binance_aggtrades, read_okx_trades
 
 T0 = pd.Timestamp("2024-01-01 00:00", tz="UTC")
 
@@ -204,9 +204,13 @@ def test_accepts_arrow_tables_and_unsorted_input():
     pd.testing.assert_frame_equal(a, compute_flow(HAND, "1m"))
 
 
-def test_missing_columns_fail_clearly():
-    with pytest.raises(QueryError, match="no price column"):
+def test_malformed_trades_are_a_format_error_and_a_bad_interval_a_query_error():
+    with pytest.raises(FormatError, match="no price column"):
         compute_flow(pd.DataFrame({"time": [1], "qty": [1.0], "side": ["buy"]}), "1m")
+    with pytest.raises(FormatError, match="trade side must be 'buy' or 'sell'"):
+        compute_flow(pd.DataFrame({"time": [1], "price": [1.0], "qty": [1.0], "side": ["up"]}), "1m")
+    with pytest.raises(FormatError, match="no taker side"):
+        compute_flow(pd.DataFrame({"time": [1], "price": [1.0], "qty": [1.0]}), "1m")
     with pytest.raises(QueryError, match="unknown interval"):
         compute_flow(HAND, "2m")
 
@@ -261,7 +265,7 @@ def test_readers_reject_files_of_another_shape(tmp_path, reader, content, messag
 
 
 def test_chunked_accumulation_equals_one_pass(monkeypatch):
-    import aperiodic_jupyter.flow as flow
+    import aperiodic_jupyter.core.compute as flow
 
     rng = np.random.default_rng(11)
     n = 5_000

@@ -7,9 +7,9 @@ import pytest
 from IPython.core.completer import provisionalcompleter
 from IPython.core.interactiveshell import InteractiveShell
 
-import aperiodic_jupyter.magic as magic_module
-from aperiodic_jupyter.panel import FlowPanel
-from aperiodic_jupyter.widget import FlowExplorer
+import aperiodic_jupyter.jupyter.magic as magic_module
+from aperiodic_jupyter.jupyter.explorer import FlowExplorer
+from aperiodic_jupyter.jupyter.panel import FlowPanel
 
 from .server import API_KEY
 
@@ -133,10 +133,13 @@ BAD_LINES = [
     ("%flow binance BTC 1h 2024-13", "invalid date '2024-13'"),
     ("%flow binance BTC 1h 2024-03..2024-01", "before it starts"),
     ("%flow binance BTC 1h 2099-01", "starts in the future"),
-    ("%flow binance BTC 1h 2024-01 --bogus", "unrecognized arguments: --bogus"),
+    ("%flow binance BTC 1h 2024-01 --bogus", "unknown option '--bogus'; valid options: -t/--timestamp, -s/--source"),
+    ("%flow binance BTC 1h 2024-01 --no-cahce", "unknown option '--no-cahce' (did you mean --no-cache?); valid options:"),
+    ("%flow binance BTC 1h 2024-01 extra", "unexpected 'extra' after the range"),
+    ("%flow binance BTC 1h 2024-01 -s", "-s/--source needs a value"),
     ("%flow binance BTC", "missing INTERVAL, RANGE"),
     ("%flow binance BTC 1h 2024-01 -c bids", "unknown column or group 'bids'; groups: volumes"),
-    ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: demo, api"),
+    ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: auto, api, demo"),
     ("%flow binance BTC 1h 2024-01 -t local", "unknown timestamp source 'local'"),
     ("%flow binance BTC 1h 2024-01 -m candles", "unknown metric 'candles'"),
     ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only the flow metric"),

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from aperiodic_jupyter import QueryError, SymbolError, make_query, parse_range, resolve_symbol
-from aperiodic_jupyter.query import Month, resolve_exchange
-from aperiodic_jupyter.symbols import base_symbols, instrument
+from aperiodic_jupyter.core.ranges import Month
+from aperiodic_jupyter.core.symbols import base_symbols, instrument
+from aperiodic_jupyter.core.venues import resolve_exchange
 
 TODAY = date(2026, 11, 26)
 
@@ -149,7 +150,7 @@ def test_shipped_venue_lists_are_the_recorded_atlas_snapshots():
     import hashlib
     from importlib import resources
 
-    source = resources.files("aperiodic_jupyter").joinpath("data", "SOURCE.md").read_text()
+    source = resources.files("aperiodic_jupyter.core").joinpath("data", "SOURCE.md").read_text()
     for venue in ("binance-futures", "okx-perps", "hyperliquid-perps"):
-        raw = resources.files("aperiodic_jupyter").joinpath("data", f"{venue}.json").read_bytes()
+        raw = resources.files("aperiodic_jupyter.core").joinpath("data", f"{venue}.json").read_bytes()
         assert hashlib.sha256(raw).hexdigest() in source, venue

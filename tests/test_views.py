@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from aperiodic_jupyter import Client
-from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.panel import FlowPanel
-from aperiodic_jupyter.views import BRUSH, chart_frame, downsample, flow_chart
+from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.jupyter.charts import BRUSH, chart_frame, downsample, flow_chart
+from aperiodic_jupyter.jupyter.panel import FlowPanel
 
 
 @pytest.fixture(scope="module")

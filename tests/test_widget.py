@@ -10,8 +10,8 @@ import pytest
 
 import aperiodic_jupyter as aj
 from aperiodic_jupyter import Client, QueryError
-from aperiodic_jupyter.cache import MemoryCache
-from aperiodic_jupyter.widget import FlowExplorer
+from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.jupyter.explorer import FlowExplorer
 
 from .server import API_KEY
 

@@ -1,16 +1,17 @@
 """The fetch core: query → cache → source → frame.
 
 Both front ends (the ``%flow`` magic and the explorer widget) and the module-level
-:func:`get_flow` call :meth:`Client.fetch`; none of them fetch on their own.
+:func:`~aperiodic_jupyter.get_flow` call :meth:`Client.fetch` on the client that
+:func:`default_client` hands out; none of them fetch on their own or build clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -19,29 +20,19 @@ import pandas as pd
 import pyarrow as pa
 
 from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, default_cache_dir
-from .config import Secret, resolve_api_key, settings
 from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble, table_to_frame
-from .query import Month, Query, make_query
+from .progress import ProgressCallback, reporter
+from .query import Query, make_query
+from .ranges import Month
 from .schema import FLOW_FILE_SCHEMA
+from .settings import SOURCES, Secret, fingerprint, resolve_api_key, settings
 from .sources.api import ApiSource
 from .sources.base import Source
 from .sources.demo import DEMO_LABEL, DemoSource
 
-__all__ = ["Client", "Progress", "ProgressCallback", "shared_memory_cache"]
+__all__ = ["Client", "default_client", "shared_memory_cache"]
 
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a fetch stands: months ``done`` of ``total``, of which ``cached`` came from
-    the cache (never downloaded)."""
-
-    done: int
-    total: int
-    cached: int
-
-
-ProgressCallback = Callable[[Progress], None]
 
 _memory_lock = threading.Lock()
 _memory: MemoryCache | None = None
@@ -96,12 +87,15 @@ class Client:
         cache_dir: disk cache root; ``None`` for the default (``APERIODIC_CACHE_DIR`` or
             the platform cache dir), ``False`` for no disk cache.
         memory_cache: the memory cache; by default the one shared by the kernel.
-        ttl: seconds a month that is not yet complete stays fresh.
-        max_concurrency: downloads in flight at once.
+        ttl: seconds a month that is not yet complete stays fresh; else
+            ``settings.ttl``.
+        max_concurrency: downloads in flight at once; else ``settings.max_concurrency``.
         **api_options: passed to :class:`~aperiodic_jupyter.sources.api.ApiSource`
             (``timeout``, ``max_attempts``, ``backoff``, ``max_retry_wait``, ...).
 
-    ``Client`` is a context manager; ``close()`` releases its HTTP connections.
+    ``Client`` is a context manager; ``close()`` releases its HTTP connections, and a
+    closed client refuses to fetch. Most code never builds one: :func:`default_client`
+    hands out one shared client per source.
     """
 
     def __init__(
@@ -112,7 +106,7 @@ class Client:
         base_url: str | None = None,
         cache_dir: str | Path | None | Literal[False] = None,
         memory_cache: MemoryCache | None = None,
-        ttl: float = 15 * 60.0,
+        ttl: float | None = None,
         max_concurrency: int | None = None,
         **api_options: Any,
     ) -> None:
@@ -121,13 +115,11 @@ class Client:
             if choice == "auto":
                 choice = "api" if resolve_api_key(api_key) else "demo"
             if choice == "api":
-                self.source: Source = ApiSource(
-                    api_key, base_url, max_concurrency=max_concurrency or settings.max_concurrency, **api_options
-                )
+                self.source: Source = ApiSource(api_key, base_url, max_concurrency=max_concurrency, **api_options)
             elif choice == "demo":
                 self.source = DemoSource()
             else:
-                raise QueryError(f"unknown source {source!r}; valid: auto, api, demo")
+                raise QueryError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
         else:
             self.source = source
         if cache_dir is False or cache_dir == "" or (cache_dir is None and settings.cache_dir == ""):
@@ -135,6 +127,10 @@ class Client:
         else:
             disk = DiskCache(cache_dir or settings.cache_dir or default_cache_dir())
         self.cache = MonthCache(memory_cache if memory_cache is not None else shared_memory_cache(), disk, ttl)
+        self._lock = threading.Lock()
+        self._users = 0
+        self._retired = False
+        self.closed = False
 
     def __repr__(self) -> str:
         where = self.cache.disk.root if self.cache.disk else "memory only"
@@ -147,7 +143,34 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Release the source's connections; the client refuses to fetch after this."""
+        with self._lock:
+            self.closed = True
         self.source.close()
+
+    def retire(self) -> None:
+        """Close as soon as no call is using this client (now, if none is): how
+        :func:`default_client` lets go of a client another thread may still be using."""
+        with self._lock:
+            self._retired = True
+            idle = self._users == 0
+        if idle:
+            self.close()
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("this Client is closed; aperiodic_jupyter.default_client() hands out an open one")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                last = self._retired and self._users == 0
+            if last:
+                self.close()
 
     # -- building queries ---------------------------------------------------------------
 
@@ -185,6 +208,12 @@ class Client:
     ) -> tuple[pa.Table, dict[str, str]]:
         """The query's rows as an Arrow table (``time`` tz-aware UTC), and where each
         month came from (``memory``, ``disk``, ``download``)."""
+        with self._in_use():
+            return self._fetch_table(query, refresh, progress)
+
+    def _fetch_table(
+        self, query: Query, refresh: bool, progress: bool | ProgressCallback | None
+    ) -> tuple[pa.Table, dict[str, str]]:
         ns = self.source.cache_namespace
         keys = {m: CacheKey.of(ns, query, m) for m in query.months}
         parts: dict[Month, pa.Table] = {}
@@ -197,7 +226,7 @@ class Client:
         missing = [keys[m] for m in query.months if m not in parts]
         if missing:
             self.source.check(query)  # cached months need no key; a download does
-        report = _reporter(progress, len(keys), len(parts), missing, query)
+        report = reporter(progress, len(keys), len(parts), len(missing), f"{query.symbol} {query.interval}")
         if missing:
             mine, theirs = _inflight.claim(missing)
             failure: BaseException | None = None
@@ -326,38 +355,29 @@ class Client:
         )
 
 
-def _reporter(
-    progress: bool | ProgressCallback | None,
-    total: int,
-    cached: int,
-    missing: Sequence[CacheKey],
-    query: Query,
-) -> Callable[..., None]:
-    """A ``report(close=False)`` function that counts finished months."""
-    state = {"done": cached}
-    lock = threading.Lock()
-    bar = None
-    if progress is True and missing:
-        from tqdm.auto import tqdm
+_clients_lock = threading.Lock()
+_clients: dict[str, tuple[tuple[Any, ...], Client]] = {}
 
-        bar = tqdm(total=len(missing), unit="month", desc=f"{query.symbol} {query.interval}", leave=False)
-        if cached:
-            bar.set_postfix_str(f"{cached} cached")
-    callback = progress if callable(progress) else None
-    if callback is not None:
-        callback(Progress(cached, total, cached))
 
-    def report(close: bool = False) -> None:
-        if close:
-            if bar is not None:
-                bar.close()
-            return
-        with lock:
-            state["done"] += 1
-            done = state["done"]
-        if bar is not None:
-            bar.update(1)
-        if callback is not None:
-            callback(Progress(done, total, cached))
+def default_client(source: str = "auto") -> Client:
+    """The shared client for a source (``auto``, ``api`` or ``demo``), built from
+    ``settings`` and the environment: the one way the magic, the explorer and
+    :func:`~aperiodic_jupyter.get_flow` get a client.
 
-    return report
+    Safe across threads. When the settings or the environment change, the next call
+    builds a new client and retires the old one, which closes once the calls still
+    using it finish; a closed client is never handed out.
+    """
+    choice = str(source).strip().lower()
+    if choice not in SOURCES:
+        raise QueryError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    with _clients_lock:
+        fp = fingerprint()
+        entry = _clients.get(choice)
+        if entry is not None and entry[0] == fp and not entry[1].closed:
+            return entry[1]
+        if entry is not None:
+            entry[1].retire()
+        client = Client(choice)  # type: ignore[arg-type]
+        _clients[choice] = (fp, client)
+        return client

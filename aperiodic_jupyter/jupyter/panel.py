@@ -19,8 +19,8 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
+from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart
 from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
-from .views import BRUSH, MAX_POINTS, brushed_range, flow_chart
 
 __all__ = ["FlowPanel", "ExportBar", "summary_line", "js_path"]
 
@@ -30,8 +30,8 @@ _offline_done = False
 def js_path(name: str) -> Path:
     """A front-end file: shipped in ``static/`` inside the wheel, read from the repo's
     ``js/`` folder in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "static" / name, here.parent / "js" / name):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "static" / name, package.parent / "js" / name):
         if candidate.exists():
             return candidate
     raise FileNotFoundError(f"front-end file {name} is missing from this installation")
@@ -100,7 +100,8 @@ class FlowPanel(widgets.VBox):
         brush_range: ``(start, end)`` UTC timestamps of the brush, or ``None``.
     """
 
-    brush_range = traitlets.Any(None)
+    #: Read-only, as Altair's selections are: the chart sets it, a write would do nothing.
+    brush_range = traitlets.Any(None, read_only=True)
 
     def __init__(
         self,
@@ -128,7 +129,7 @@ class FlowPanel(widgets.VBox):
 
     def _on_brush(self, change: dict[str, Any]) -> None:
         sel = change["new"]
-        self.brush_range = brushed_range(getattr(sel, "value", None))
+        self.set_trait("brush_range", brushed_range(getattr(sel, "value", None)))
         self.exports.has_brush = self.brush_range is not None
 
     @property
@@ -167,7 +168,7 @@ class FlowPanel(widgets.VBox):
             spec = self.spec if scope != "brush" else flow_chart(self._frame(scope))
             raw = chart_png(spec) if fmt == "png" else chart_svg(spec)
         else:
-            raise ValueError(f"unknown export format {fmt!r}; valid: csv, parquet, png, svg")
+            raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(MIME)}")
         return raw, self.filename(fmt, scope), MIME[fmt]
 
     def to_variable(self, name: str, scope: str = "full") -> str:

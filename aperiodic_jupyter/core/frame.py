@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SchemaError
-from .query import Month, Query
+from .query import Query
+from .ranges import Month
 from .schema import TIME
 
 __all__ = ["normalize_time", "table_to_frame", "assemble"]

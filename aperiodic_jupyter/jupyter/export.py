@@ -9,9 +9,9 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-__all__ = ["to_csv_bytes", "to_parquet_bytes", "chart_png", "chart_svg", "FORMATS"]
+__all__ = ["to_csv_bytes", "to_parquet_bytes", "chart_png", "chart_svg", "MIME"]
 
-FORMATS = ("csv", "parquet", "png", "svg")
+#: Every export format and its MIME type: the one list of formats.
 MIME = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "png": "image/png", "svg": "image/svg+xml"}
 
 

@@ -32,11 +32,12 @@ import httpx
 import pyarrow as pa
 import tenacity
 
-from .. import __version__
-from ..cache import read_parquet_bytes
-from ..config import Secret, resolve_api_key, resolve_base_url
-from ..errors import AuthError, DownloadError, NoDataError, PlanError, QueryError, ServerError, SourceError
-from ..query import Month, Query, utc_today
+from ... import __version__
+from ..errors import AuthError, DownloadError, NoDataError, PlanError, QueryError, SchemaError, ServerError
+from ..parquet import read_parquet_bytes
+from ..query import Query
+from ..ranges import Month, utc_today
+from ..settings import Secret, resolve_api_key, resolve_base_url, settings
 from .base import OnMonth, empty_month
 
 log = logging.getLogger("aperiodic_jupyter")
@@ -120,7 +121,7 @@ class ApiSource:
         api_key: the key; else ``%config`` settings, else ``APERIODIC_API_KEY``.
         base_url: API root; else settings, else ``APERIODIC_API_URL``, else
             ``https://aperiodic.io/api/v1``.
-        max_concurrency: downloads in flight at once.
+        max_concurrency: downloads in flight at once; else ``settings.max_concurrency``.
         timeout: seconds for connect/read/write of one request.
         max_attempts: tries per request, counting the first.
         backoff: first retry delay in seconds (doubles each time, with jitter).
@@ -136,7 +137,7 @@ class ApiSource:
         api_key: str | Secret | None = None,
         base_url: str | None = None,
         *,
-        max_concurrency: int = 16,
+        max_concurrency: int | None = None,
         timeout: float = 30.0,
         max_attempts: int = 5,
         backoff: float = 0.5,
@@ -149,7 +150,7 @@ class ApiSource:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise QueryError(f"invalid API base URL {self.base_url!r}; expected http(s)://host/api/v1")
         self.cache_namespace = "api" if parts.netloc == "aperiodic.io" else "api-" + re.sub(r"[^\w.-]", "_", parts.netloc)
-        self.max_concurrency = max(1, int(max_concurrency))
+        self.max_concurrency = max(1, int(settings.max_concurrency if max_concurrency is None else max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
@@ -163,10 +164,6 @@ class ApiSource:
 
     def __repr__(self) -> str:
         return f"ApiSource(base_url={self.base_url!r}, api_key={'<set>' if self._key else '<unset>'})"
-
-    @property
-    def has_key(self) -> bool:
-        return bool(self._key)
 
     def close(self) -> None:
         self._http.close()
@@ -386,4 +383,4 @@ def _combine(
         first = tables[0].schema
         return pa.concat_tables([t.select(first.names).cast(first.remove_metadata()) for t in tables]), None
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
-        raise SourceError(f"daily files of {_label(ordered[0])[:7]} disagree on their columns: {exc}") from None
+        raise SchemaError(f"daily files of {_label(ordered[0])[:7]} disagree on their columns: {exc}") from None

@@ -21,7 +21,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .schema import SIDES, SIZES
+from ..core.schema import SIDES, SIZES
 
 __all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", "MAX_POINTS"]
 

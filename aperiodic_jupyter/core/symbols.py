@@ -23,12 +23,9 @@ from functools import cache
 from importlib import resources
 
 from .errors import SymbolError
-from .query import EXCHANGES, resolve_exchange
+from .venues import resolve_exchange, venue
 
 __all__ = ["Instrument", "instruments", "resolve_symbol", "base_symbols", "instrument"]
-
-_MAIN_QUOTE = {"binance-futures": "USDT", "okx-perps": "USDT", "hyperliquid-perps": "USDC"}
-
 
 @dataclass(frozen=True)
 class Instrument:
@@ -53,7 +50,7 @@ class Instrument:
 def instruments(exchange: str) -> tuple[Instrument, ...]:
     """Every instrument of a venue, from the shipped Atlas snapshot."""
     exchange = resolve_exchange(exchange)
-    raw = resources.files("aperiodic_jupyter").joinpath("data", f"{exchange}.json").read_text("utf-8")
+    raw = resources.files(__package__).joinpath("data", f"{exchange}.json").read_text("utf-8")
     return tuple(
         Instrument(
             atlas=e["internal_id"],
@@ -88,7 +85,7 @@ def base_symbols(exchange: str, *, listed_only: bool = True) -> list[str]:
 
 def _rank(inst: Instrument, exchange: str) -> tuple[int, int, int]:
     # Lower sorts first: the main quote, then still listed, then linear (margin = quote).
-    return (inst.quote != _MAIN_QUOTE[exchange], not inst.listed, inst.margin != inst.quote)
+    return (inst.quote != venue(exchange).main_quote, not inst.listed, inst.margin != inst.quote)
 
 
 def instrument(exchange: str, symbol: str) -> Instrument:
@@ -96,7 +93,7 @@ def instrument(exchange: str, symbol: str) -> Instrument:
     exchange = resolve_exchange(exchange)
     text = str(symbol).strip()
     if not text:
-        raise SymbolError(f"empty symbol; try BTC or {_example(exchange)}")
+        raise SymbolError(f"empty symbol; try BTC or {venue(exchange).example}")
     key = text.upper()
     idx = _index(exchange)
     if key in idx:
@@ -124,10 +121,6 @@ def resolve_symbol(exchange: str, symbol: str) -> str:
     return instrument(exchange, symbol).atlas
 
 
-def _example(exchange: str) -> str:
-    return {"binance-futures": "BTCUSDT", "okx-perps": "BTC-USDT-SWAP"}.get(exchange, "perpetual-BTC-USDC:USDC")
-
-
 def _suggest(exchange: str, key: str) -> list[str]:
     bases = base_symbols(exchange, listed_only=False)
     natives = [i.native.upper() for i in instruments(exchange)]
@@ -141,7 +134,5 @@ def _suggest(exchange: str, key: str) -> list[str]:
 def _unknown_message(exchange: str, text: str) -> str:
     hints = _suggest(exchange, text.upper())
     mean = f"; did you mean {', '.join(hints)}?" if hints else ""
-    return f"unknown symbol {text!r} on {exchange}{mean} (accepted: a base like BTC, {_example(exchange)}, or an Atlas symbol)"
+    return f"unknown symbol {text!r} on {exchange}{mean} (accepted: a base like BTC, {venue(exchange).example}, or an Atlas symbol)"
 
-
-assert set(_MAIN_QUOTE) == set(EXCHANGES)

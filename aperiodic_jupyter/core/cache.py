@@ -34,14 +34,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .query import Month, Query
+from .query import Query
+from .ranges import Month
+from .settings import settings
 
 __all__ = ["CacheKey", "MemoryCache", "DiskCache", "MonthCache", "default_cache_dir", "is_complete"]
 
 #: Data for a month may still arrive for a while after it ends.
 GRACE = timedelta(hours=6)
-DEFAULT_TTL = 15 * 60.0
-DEFAULT_MEMORY_BYTES = 1 << 30
 
 
 def default_cache_dir() -> Path:
@@ -122,10 +122,11 @@ class Entry:
 
 
 class MemoryCache:
-    """Thread-safe LRU of tables, bounded by their Arrow buffer size in bytes."""
+    """Thread-safe LRU of tables, bounded by their Arrow buffer size in bytes
+    (``max_bytes``; else ``settings.memory_cache_bytes``)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
-        self.max_bytes = int(max_bytes)
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = int(settings.memory_cache_bytes if max_bytes is None else max_bytes)
         self._items: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -214,9 +215,6 @@ class DiskCache:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def delete(self, key: CacheKey) -> None:
-        self.path(key).unlink(missing_ok=True)
-
     def keys(self) -> Iterator[tuple[CacheKey, Path]]:
         if not self.root.is_dir():
             return
@@ -227,17 +225,18 @@ class DiskCache:
 
 
 class MonthCache:
-    """Memory in front of disk, with the freshness rule of :func:`is_complete`."""
+    """Memory in front of disk, with the freshness rule of :func:`is_complete`; a month
+    that is not complete stays fresh for ``ttl`` seconds (else ``settings.ttl``)."""
 
     def __init__(
         self,
         memory: MemoryCache | None = None,
         disk: DiskCache | None = None,
-        ttl: float = DEFAULT_TTL,
+        ttl: float | None = None,
     ) -> None:
         self.memory = memory if memory is not None else MemoryCache()
         self.disk = disk
-        self.ttl = ttl
+        self.ttl = settings.ttl if ttl is None else ttl
 
     def get(self, key: CacheKey, now: float | None = None) -> tuple[pa.Table, str] | None:
         """``(table, "memory" | "disk")`` for a fresh cached month, else ``None``."""
@@ -337,8 +336,3 @@ class MonthCache:
                     path.unlink(missing_ok=True)
                     removed.add(key)
         return len(removed)
-
-
-def read_parquet_bytes(raw: bytes | bytearray) -> pa.Table:
-    """Parse and fully decode a downloaded file; raises on truncation or corruption."""
-    return pq.read_table(pa.BufferReader(raw))  # reads the bytes in place, no copy

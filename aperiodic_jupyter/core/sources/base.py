@@ -7,7 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..query import Month, Query
+from ..query import Query
+from ..ranges import Month
 
 #: Called once per month as soon as its data is complete: (month, table, raw file bytes
 #: when the month came as one file, else None). May be called from worker threads.

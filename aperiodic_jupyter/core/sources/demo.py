@@ -36,10 +36,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..compute import Trades, compute_flow_table
 from ..errors import QueryError
-from ..flow import Trades, compute_flow_table
-from ..query import Month, Query, interval_ns
+from ..query import Query, interval_ns
+from ..ranges import Month
 from ..symbols import instrument
+from ..venues import venue
 from .base import OnMonth, empty_month
 
 __all__ = ["DemoSource", "simulate_month", "DEMO_LABEL"]
@@ -61,7 +63,6 @@ _PROFILES: dict[str, tuple[float, float, float]] = {
     "LINK": (15.0, 7.0, 150.0),
     "LTC": (70.0, 6.0, 150.0),
 }
-_VENUE_ACTIVITY = {"binance-futures": 1.0, "okx-perps": 0.6, "hyperliquid-perps": 0.45}
 # Relative activity by UTC hour: quiet Asia late night, busiest around the US open.
 _HOURLY = np.array(
     [
@@ -129,7 +130,7 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
     """The simulated trade tape of one month (prices in quote, quantities in base)."""
     inst = instrument(exchange, symbol)
     base_price, rate, median_notional = _profile(inst.base)
-    rate *= _VENUE_ACTIVITY.get(exchange, 0.5)
+    rate *= venue(exchange).demo_activity
     rng = np.random.default_rng(_seed("tape", exchange, inst.atlas, month))
     start = pd.Timestamp(month.first_day)
     n_min = (month.last_day.day) * 1440

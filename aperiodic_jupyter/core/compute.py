@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import QueryError
+from .errors import FormatError, QueryError
 from .query import INTERVALS, interval_ns
 from .schema import FLOW_FILE_SCHEMA, SIDES, SIZE_EDGES, SIZES, TIME
 
@@ -96,7 +96,7 @@ class Trades:
             for n in names:
                 if n in lower:
                     return cols[lower[n]]
-            raise QueryError(
+            raise FormatError(
                 f"trades have no {what} column; expected one of {', '.join(names)} (found: {', '.join(cols) or 'none'})"
             )
 
@@ -111,10 +111,10 @@ class Trades:
             side = pd.Series(_to_numpy(cols[lower["side"]], object)).astype(str).str.lower()
             bad = ~side.isin(["buy", "sell", "b", "s"])
             if bad.any():
-                raise QueryError(f"trade side must be 'buy' or 'sell', found {side[bad].iloc[0]!r}")
+                raise FormatError(f"trade side must be 'buy' or 'sell', found {side[bad].iloc[0]!r}")
             is_buy = side.isin(["buy", "b"]).to_numpy()
         else:
-            raise QueryError("trades have no taker side; expected 'side' (buy/sell), 'is_buyer_maker' or 'is_buy'")
+            raise FormatError("trades have no taker side; expected 'side' (buy/sell), 'is_buyer_maker' or 'is_buy'")
         return cls(time_ns, price, qty, is_buy)
 
 

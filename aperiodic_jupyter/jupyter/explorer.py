@@ -22,11 +22,13 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from .client import Client, Progress
-from .errors import AperiodicError
+from ..core.client import Client, default_client
+from ..core.errors import AperiodicError
+from ..core.progress import Progress
+from ..core.query import INTERVALS, Query, make_query
+from ..core.symbols import base_symbols
+from ..core.venues import EXCHANGES, resolve_exchange
 from .panel import FlowPanel, js_path, summary_line
-from .query import EXCHANGES, INTERVALS, Query, make_query, resolve_exchange
-from .symbols import base_symbols
 
 __all__ = ["FlowExplorer", "FlowSelector"]
 
@@ -78,7 +80,7 @@ class FlowExplorer(widgets.VBox):
 
     query = traitlets.Instance(Query, allow_none=True)
     df = traitlets.Instance(pd.DataFrame, allow_none=True)
-    brush_range = traitlets.Any(None)
+    brush_range = traitlets.Any(None, read_only=True)
 
     def __init__(
         self,
@@ -92,10 +94,11 @@ class FlowExplorer(widgets.VBox):
         client: Client | None = None,
         **kwargs: Any,
     ) -> None:
+        exchange = resolve_exchange(exchange)  # "okx" must select the okx-perps option
         self.selector = FlowSelector(
             exchange=exchange, symbol=symbol, interval=interval, range_text=range, timestamp=timestamp, source=source
         )
-        self.selector.symbol_options = base_symbols(resolve_exchange(exchange)) if exchange in EXCHANGES else []
+        self.selector.symbol_options = base_symbols(exchange)
         self.output = widgets.Box(layout=widgets.Layout(flex_flow="column"))
         self.panel: FlowPanel | None = None
         self._client = client
@@ -158,12 +161,8 @@ class FlowExplorer(widgets.VBox):
     def _fetch(self, q: Query, result: dict[str, Any]) -> None:
         s = self.selector
         try:
-            client = self._client or Client(s.source)  # type: ignore[arg-type]
-            try:
-                df = client.fetch(q, progress=self._progress)
-            finally:
-                if self._client is None:
-                    client.close()
+            client = self._client or default_client(s.source)
+            df = client.fetch(q, progress=self._progress)
             panel = FlowPanel(df, show_summary=False)  # the selector shows the summary
             panel.observe(self._on_brush, ["brush_range"])
             self.panel = panel
@@ -172,7 +171,7 @@ class FlowExplorer(widgets.VBox):
                 s.summary = summary_line(df)
                 s.simulated = bool(df.attrs.get("simulated"))
                 s.status = "loaded"
-            self.brush_range = None
+            self.set_trait("brush_range", None)
             self.query = q
             self.df = df
         except AperiodicError as exc:
@@ -187,7 +186,7 @@ class FlowExplorer(widgets.VBox):
             s.loading = False
 
     def _on_brush(self, change: dict[str, Any]) -> None:
-        self.brush_range = change["new"]
+        self.set_trait("brush_range", change["new"])
 
     @property
     def brushed(self) -> pd.DataFrame | None:

@@ -1,0 +1,206 @@
+"""The ``%flow`` line grammar: text → a validated :class:`FlowLine`.
+
+The magic parses here; nothing here needs IPython, so the same grammar can serve any
+front end. Every mistake is one :class:`~aperiodic_jupyter.QueryError` line that says
+what is valid (and, for a mistyped option, which one was probably meant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from dataclasses import dataclass
+
+from ..core.errors import QueryError
+from ..core.query import INTERVALS, METRICS, TIMESTAMPS, Query, make_query
+from ..core.schema import COLUMN_GROUPS, FLOW_COLUMNS
+from ..core.settings import SOURCES
+from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
+
+__all__ = ["FlowLine", "parse_flow_line", "GRAMMAR", "OPTION_VALUES", "FLAGS"]
+
+USAGE = "%flow EXCHANGE SYMBOL[,SYMBOL...] INTERVAL RANGE [options]"
+EXAMPLE = "%flow binance BTC 1h 2024-01..2024-03"
+
+#: Options whose value comes from a fixed list (for completion and messages).
+OPTION_VALUES: dict[str, list[str]] = {
+    "--timestamp": list(TIMESTAMPS),
+    "--source": list(SOURCES),
+    "--columns": list(COLUMN_GROUPS),
+    "--metric": list(METRICS),
+}
+#: Options that cannot be combined with ``--widget``, and why, in one line each.
+_NOT_WITH_WIDGET = {
+    "columns": "-c/--columns (the explorer loads every column; pick them from w.df)",
+    "metric": "-m/--metric (the explorer shows the flow metric)",
+    "refresh": "--no-cache (the explorer reads the cache; clear it with client.cache.clear())",
+    "chart": "--no-chart (the explorer is a chart)",
+    "dry_run": "--dry-run (run it without --widget)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises one :class:`QueryError` line instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise QueryError(_explain(self, message))
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="%flow", usage=USAGE, add_help=False, allow_abbrev=False)
+    p.add_argument("exchange", nargs="?", help="exchange or alias")
+    p.add_argument("symbol", nargs="?", help="symbol(s), comma-separated")
+    p.add_argument("interval", nargs="?", help="bar length")
+    p.add_argument("range", nargs="?", help="date range")
+    p.add_argument("-t", "--timestamp", default="exchange", help="exchange (default) or true (arrival time)")
+    p.add_argument("-s", "--source", default="auto", help="auto (default: api when a key is set, else demo), api or demo")
+    p.add_argument("-c", "--columns", default=None, help=f"column groups or names for the returned frame: {', '.join(COLUMN_GROUPS)}")
+    p.add_argument("-m", "--metric", default="flow", help="another metric on /data/{metric}: " + ", ".join(METRICS[1:]))
+    p.add_argument("-o", "--out", default=None, help="bind the result to this variable and still show it")
+    p.add_argument("--no-cache", dest="refresh", action="store_true", help="fetch again even if cached (the cache is updated)")
+    p.add_argument("--no-chart", dest="chart", action="store_false", help="return the frame as a table instead of the view")
+    p.add_argument("--widget", action="store_true", help="open the explorer widget prefilled with this query")
+    p.add_argument("--dry-run", action="store_true", help="list the month files needed and which are cached; download nothing")
+    p.add_argument("--set-key", action="store_true", help="type the API key at a hidden prompt (nothing lands in the notebook)")
+    return p
+
+
+_PARSER = _parser()
+#: Every option as typed in full, for completion and suggestions.
+FLAGS: list[str] = [s for a in _PARSER._actions for s in a.option_strings if s.startswith("--")]
+
+
+def _options_summary() -> str:
+    return ", ".join("/".join(a.option_strings) for a in _PARSER._actions if a.option_strings)
+
+
+def _explain(parser: argparse.ArgumentParser, message: str) -> str:
+    """argparse's complaint as one line that says what is valid."""
+    if message.startswith("unrecognized arguments:"):
+        words = message.split(":", 1)[1].split()
+        options = [w for w in words if w.startswith("-")]
+        if options:
+            bad = options[0].split("=")[0]
+            close = difflib.get_close_matches(bad, FLAGS + ["-t", "-s", "-c", "-m", "-o"], n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"unknown option {bad!r}{hint}; valid options: {_options_summary()}"
+        return f"unexpected {' '.join(words)!r} after the range; {USAGE}, e.g. {EXAMPLE}"
+    if "expected one argument" in message:
+        option = message.split(":")[0].replace("argument ", "").strip()
+        return f"{option} needs a value; {USAGE}"
+    return f"{message}; {USAGE}"
+
+
+GRAMMAR = (
+    f"Grammar: {USAGE}\n\n"
+    f"  EXCHANGE  {', '.join(EXCHANGES)} (aliases: {', '.join(sorted(EXCHANGE_ALIASES))})\n"
+    "  SYMBOL    BTC, eth, BTCUSDT, BTC-USDT-SWAP, BTC/USDT:USDT or perpetual-BTC-USDT:USDT\n"
+    f"  INTERVAL  {' '.join(INTERVALS)}\n"
+    "  RANGE     2024-01 | 2024-01..2024-03 | 2024-01-15..2024-02-10 | 2024 | 2024-Q1 | 7d | today\n\n"
+    "Options:\n" + "\n".join(f"  {'/'.join(a.option_strings):<18}{a.help}" for a in _PARSER._actions if a.option_strings) + "\n\n"
+    "Examples:\n"
+    f"  {EXAMPLE}\n"
+    "  df = %flow binance BTC 1h 2024-01             # a plain DataFrame, no view\n"
+    "  %flow okx BTC,ETH 15m 7d -o flows             # bind `flows` and show the view\n"
+    "  %flow binance BTC 1m 2024-01-15 -c volumes,toxicity --no-chart\n"
+    "  %flow binance BTC 1h 2024 --dry-run           # months needed, and which are cached\n"
+    "  %flow --set-key                               # type the API key at a hidden prompt\n"
+)
+
+
+@dataclass(frozen=True)
+class FlowLine:
+    """A parsed, validated ``%flow`` line.
+
+    Attributes:
+        queries: one :class:`~aperiodic_jupyter.Query` per symbol.
+        source: ``auto``, ``api`` or ``demo``.
+        columns: columns to keep in the returned frame, or ``None`` for all.
+        out: variable to bind the result to, or ``None``.
+        refresh: fetch again even if cached.
+        chart: show the view (``False``: return the table).
+        widget: open the explorer instead of fetching.
+        dry_run: list the months needed instead of fetching.
+        set_key: prompt for the API key (nothing else is read).
+    """
+
+    queries: tuple[Query, ...] = ()
+    source: str = "auto"
+    columns: tuple[str, ...] | None = None
+    out: str | None = None
+    refresh: bool = False
+    chart: bool = True
+    widget: bool = False
+    dry_run: bool = False
+    set_key: bool = False
+
+    @property
+    def metric(self) -> str:
+        return self.queries[0].metric if self.queries else "flow"
+
+
+def parse_flow_line(line: str) -> FlowLine:
+    """Parse and validate a ``%flow`` line (everything after ``%flow``)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise QueryError(f"cannot read the line ({exc}); {USAGE}") from None
+    args = _PARSER.parse_args(words)
+    if args.set_key:
+        return FlowLine(set_key=True)
+    missing = [n for n in ("exchange", "symbol", "interval", "range") if getattr(args, n) is None]
+    if missing:
+        raise QueryError(f"missing {', '.join(missing).upper()}: {USAGE}, e.g. {EXAMPLE}")
+    source = args.source.strip().lower()
+    if source not in SOURCES:
+        raise QueryError(f"unknown source {args.source!r}; valid: {', '.join(SOURCES)}")
+    if args.out is not None and not args.out.isidentifier():
+        raise QueryError(f"-o needs a variable name, got {args.out!r}")
+    exchange = resolve_exchange(args.exchange)
+    symbols = [s.strip() for s in args.symbol.split(",") if s.strip()]
+    queries = tuple(
+        make_query(exchange, s, args.interval, args.range, timestamp=args.timestamp, metric=args.metric) for s in symbols
+    )
+    parsed = FlowLine(
+        queries=queries,
+        source=source,
+        columns=_columns(args.columns),
+        out=args.out,
+        refresh=args.refresh,
+        chart=args.chart,
+        widget=args.widget,
+        dry_run=args.dry_run,
+    )
+    if parsed.widget:
+        _check_widget(parsed, symbols)
+    return parsed
+
+
+def _check_widget(parsed: FlowLine, symbols: list[str]) -> None:
+    if len(symbols) > 1:
+        raise QueryError(f"--widget opens one symbol at a time, got {','.join(symbols)}; open one explorer per symbol")
+    given = {
+        "columns": parsed.columns is not None,
+        "metric": parsed.metric != "flow",
+        "refresh": parsed.refresh,
+        "chart": not parsed.chart,
+        "dry_run": parsed.dry_run,
+    }
+    bad = [_NOT_WITH_WIDGET[k] for k, v in given.items() if v]
+    if bad:
+        raise QueryError(f"--widget does not take {'; '.join(bad)}")
+
+
+def _columns(spec: str | None) -> tuple[str, ...] | None:
+    if not spec:
+        return None
+    out: list[str] = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item in COLUMN_GROUPS:
+            out += [c for c in COLUMN_GROUPS[item] if c not in out]
+        elif item in FLOW_COLUMNS:
+            out.append(item)
+        else:
+            raise QueryError(f"unknown column or group {item!r}; groups: {', '.join(COLUMN_GROUPS)}, or any flow column name")
+    return tuple(out)

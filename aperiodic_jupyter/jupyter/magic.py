@@ -1,0 +1,260 @@
+"""The ``%flow`` line magic: parse → plan → fetch → show.
+
+    %load_ext aperiodic_jupyter
+    %flow binance-futures BTC 1h 2024-01..2024-03          # shows the flow panel
+    df = %flow binance BTC 1h 2024-01..2024-03             # binds a plain DataFrame
+    %flow okx BTC,ETH 15m 7d -o flows                      # binds and shows
+    %config Aperiodic.api_key = os.environ["MY_KEY"]       # or: %flow --set-key
+
+The line grammar is :mod:`.flow_line`; settings are the core's ``Aperiodic``
+configurable, which this extension registers with IPython so ``%config`` reaches it.
+The magic fetches through :func:`~aperiodic_jupyter.default_client`; it never fetches
+on its own. Every error ends in one line (an IPython ``UsageError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import dis
+import getpass
+import re
+import sys
+from typing import Any
+
+import pandas as pd
+from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.display import display
+
+from ..core.client import default_client
+from ..core.errors import AperiodicError
+from ..core.query import INTERVALS
+from ..core.settings import settings
+from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
+from .flow_line import FLAGS, GRAMMAR, OPTION_VALUES, FlowLine, parse_flow_line
+
+__all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+@magics_class
+class FlowMagics(Magics):
+    """The ``%flow`` magic. Its settings are ``%config Aperiodic.<name>``."""
+
+    @line_magic
+    def flow(self, line: str) -> Any:
+        try:
+            assigned = _assignment()
+            if assigned == "unpack":
+                raise UsageError("assign %flow to one name (df = %flow ...); it returns one frame, not a tuple")
+            return self._run(line, assigned=assigned == "store")
+        except AperiodicError as exc:
+            raise UsageError(str(exc)) from None
+
+    flow.__doc__ = "Fetch taker-flow data and show it.\n\n" + GRAMMAR
+
+    def _run(self, line: str, *, assigned: bool) -> Any:
+        request = parse_flow_line(line)  # parse
+        if request.set_key:
+            return _set_key()
+        if request.dry_run:  # plan
+            return self._bind(request, _plan(request), show=False, assigned=assigned)
+        if request.widget:
+            from .explorer import FlowExplorer
+
+            q = request.queries[0]
+            explorer = FlowExplorer.from_query(q, source=request.source)
+            return self._bind(request, explorer, show=True, assigned=assigned)
+        frames = _fetch(request)  # fetch
+        return self._show(request, frames, assigned=assigned)  # show
+
+    @property
+    def _namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def _bind(self, request: FlowLine, value: Any, *, show: bool, assigned: bool) -> Any:
+        """Bind ``-o``; return ``value`` for an assignment or the cell's result, or
+        display it when it is a widget."""
+        if request.out:
+            self._namespace[request.out] = value
+        if assigned:
+            return value
+        if show:
+            display(value)
+            return None
+        return None if request.out else value
+
+    def _show(self, request: FlowLine, frames: list[pd.DataFrame], *, assigned: bool) -> Any:
+        full = _combine(frames) if len(frames) > 1 else frames[0]
+        result = _select(full, request.columns)
+        if assigned or not request.chart or request.metric != "flow":
+            if request.metric != "flow" and request.chart and not assigned:
+                from .panel import summary_line
+
+                print(summary_line(full) + " (charts are drawn for the flow metric only)")
+            return self._bind(request, result, show=False, assigned=assigned)
+        if request.out:
+            self._namespace[request.out] = result
+        display(_panels(frames, self._namespace))
+        return None
+
+
+def _set_key() -> None:
+    settings.api_key = getpass.getpass("Aperiodic API key (hidden): ")
+    print("API key set for this kernel." if settings.api_key else "API key cleared.")
+
+
+def _plan(request: FlowLine) -> pd.DataFrame:
+    client = default_client(request.source)
+    plans = []
+    for q in request.queries:
+        plan = client.plan(q)
+        plan.insert(0, "symbol", q.symbol)
+        plans.append(plan)
+    return pd.concat(plans, ignore_index=True)
+
+
+def _fetch(request: FlowLine) -> list[pd.DataFrame]:
+    client = default_client(request.source)
+    return [client.fetch(q, refresh=request.refresh, progress=True) for q in request.queries]
+
+
+def _select(df: pd.DataFrame, columns: tuple[str, ...] | None) -> pd.DataFrame:
+    if columns is None:
+        return df
+    keep = [c for c in ("time", "symbol") if c in df.columns] + [c for c in columns if c in df.columns]
+    out = df[keep]
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = []
+    for f in frames:
+        part = f.copy()
+        part.insert(1, "symbol", f.attrs["query"]["symbol"])
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    first = frames[0].attrs
+    out.attrs = {
+        "queries": [f.attrs["query"] for f in frames],
+        "source": first.get("source"),
+        "simulated": first.get("simulated"),
+        "label": first.get("label"),
+        "months": {f.attrs["query"]["symbol"]: f.attrs.get("months", {}) for f in frames},
+    }
+    return out
+
+
+def _panels(frames: list[pd.DataFrame], namespace: dict[str, Any]) -> Any:
+    from .panel import FlowPanel
+
+    panels = [FlowPanel(f, namespace=namespace) for f in frames]
+    if len(panels) == 1:
+        return panels[0]
+    import ipywidgets as widgets
+
+    tabs = widgets.Tab(children=panels)
+    for i, f in enumerate(frames):
+        tabs.set_title(i, f.attrs["query"]["symbol"].split("-")[1])
+    return tabs
+
+
+def _assignment() -> str | None:
+    """How the magic's result is used: ``"store"`` for ``df = %flow ...`` (also
+    ``x: T = ...``, ``obj.attr = ...``, ``d[k] = ...``, inside a function, in a
+    ``%%capture`` cell), ``"unpack"`` for ``a, = %flow ...``, ``None`` for a bare line.
+
+    IPython turns ``df = %flow ...`` into ``df = get_ipython().run_line_magic(...)``;
+    the instruction after that call in the caller's code is then a store (or an
+    unpack). A bare ``%flow`` is followed by a print or a pop instead. The tests run
+    every form above in a real shell, so a Python that changes this shows up there."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name != "run_line_magic":
+        frame = frame.f_back  # type: ignore[assignment]
+    cell = frame.f_back if frame is not None else None
+    if cell is None:
+        return None
+    for ins in dis.get_instructions(cell.f_code):
+        if ins.offset > cell.f_lasti:
+            if ins.opname.startswith("STORE_"):
+                return "store"
+            return "unpack" if ins.opname.startswith("UNPACK_") else None
+    return None
+
+
+# -- completion --------------------------------------------------------------------------
+
+_SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric"}
+_OPTION_VALUES = {**OPTION_VALUES, **{short: OPTION_VALUES[full] for short, full in _SHORT.items()}}
+_MAGIC_LINE = re.compile(r"^\s*(?:[\w, :.\[\]'\"]+=\s*)?%flow\s(.*)$")
+
+
+def _range_examples() -> list[str]:
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    this = today.strftime("%Y-%m")
+    three_back = (today.to_period("M") - 2).strftime("%Y-%m")
+    return [this, f"{three_back}..{this}", "7d", "30d", today.strftime("%Y"), "today"]
+
+
+@context_matcher()
+def flow_matcher(context: CompletionContext) -> SimpleMatcherResult:
+    """Completes exchanges, symbols, intervals, ranges and options after ``%flow``."""
+    match = _MAGIC_LINE.match(context.text_until_cursor)
+    if not match:
+        return {"completions": [], "suppress": False}
+    before = match.group(1)
+    words = before.split()
+    current = "" if before.endswith((" ", "\t")) or not words else words.pop()
+    candidates: list[str]
+    if words and words[-1] in _OPTION_VALUES:
+        candidates = _OPTION_VALUES[words[-1]]
+    elif current.startswith("-"):
+        candidates = FLAGS
+    else:
+        positional = [w for i, w in enumerate(words) if not w.startswith("-") and not (i and words[i - 1] in _OPTION_VALUES)]
+        candidates = _positional_candidates(positional, current)
+    if "," in current and len(words) == 1:  # completing the second of BTC,ET
+        head, _, tail = current.rpartition(",")
+        matches = [f"{head},{c}" for c in candidates if c.lower().startswith(tail.lower())]
+    else:
+        matches = [c for c in candidates if c.lower().startswith(current.lower())]
+    # Replace the whole current word, whatever IPython's own token splitting said.
+    offset = len(current) - len(context.token)
+    completions = [SimpleCompletion(text=m[offset:] if offset > 0 else m, type="flow") for m in matches[:200]]
+    return {"completions": completions, "suppress": bool(completions)}
+
+
+def _positional_candidates(positional: list[str], current: str) -> list[str]:
+    n = len(positional)
+    if n == 0:
+        return list(EXCHANGES) + sorted(EXCHANGE_ALIASES)
+    if n == 1:
+        from ..core.symbols import base_symbols
+
+        try:
+            return base_symbols(resolve_exchange(positional[0]))
+        except AperiodicError:
+            return []
+    if n == 2:
+        return list(INTERVALS)
+    if n == 3:
+        return _range_examples()
+    return FLAGS
+
+
+# -- extension hooks ---------------------------------------------------------------------
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(FlowMagics(shell=ipython))
+    # %config finds configurables by class name: the settings object is "Aperiodic".
+    settings.update_config(ipython.config)
+    if settings not in ipython.configurables:
+        ipython.configurables.append(settings)
+    if flow_matcher not in ipython.Completer.custom_matchers:
+        ipython.Completer.custom_matchers.append(flow_matcher)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    if flow_matcher in ipython.Completer.custom_matchers:
+        ipython.Completer.custom_matchers.remove(flow_matcher)
