@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 
 import asyncio
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import pandas as pd
 
-from .core.client import Client, default_client
+from .core.client import Client, FetchOptions, default_client
 from .core.compute import compute_flow, order_size_shares
 from .core.errors import (
     AperiodicError,
@@ -119,15 +119,12 @@ def get_metrics(
     start: date | datetime | str,
     end: date | datetime | str | None = None,
     *,
-    timestamp: str = "exchange",
     source: str | None = None,
-    refresh: bool = False,
-    progress: bool = True,
+    **options: Unpack[FetchOptions],
 ) -> pd.DataFrame:
     """Any metric on the API's ``/data/{metric}`` path as a DataFrame; see :func:`get_flow`."""
-    return default_client(source or "auto").get_metrics(
-        metric, exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
-    )
+    options.setdefault("progress", True)
+    return default_client(source or "auto").get_metrics(metric, exchange, symbol, interval, start, end, **options)
 
 
 def get_flow(
@@ -137,10 +134,8 @@ def get_flow(
     start: date | datetime | str,
     end: date | datetime | str | None = None,
     *,
-    timestamp: str = "exchange",
     source: str | None = None,
-    refresh: bool = False,
-    progress: bool = True,
+    **options: Unpack[FetchOptions],
 ) -> pd.DataFrame:
     """Taker-flow metrics for one symbol as a pandas DataFrame.
 
@@ -153,20 +148,19 @@ def get_flow(
         start, end: UTC days, inclusive (``date``, ``datetime`` or ``"2024-01-31"``); or
             pass a whole range as ``start`` (``"2024-01..2024-03"``) and no ``end``.
         timestamp: ``exchange`` (exchange time) or ``true`` (arrival time).
-        source: ``api`` or ``demo``; default: the API when a key is configured.
+        source: ``auto`` (default: the API when a key is configured, else the demo),
+            ``api`` or ``demo``.
         refresh: fetch again even if cached.
-        progress: show a progress bar while months download.
+        progress: show a progress bar while months download (default ``True``).
 
     Returns:
         One row per bar: ``time`` (tz-aware UTC bar start, a column), base-asset
         volumes (``taker_buy_volume``...), trade counts, quote-notional columns
         (``volume_delta_notional``, ``taker_*_order_volume``), ratios and scores. See
-        ``aperiodic_jupyter.FLOW_UNITS`` for every column's unit.
-        ``df.attrs`` says where the data came from and whether it is simulated.
+        ``aperiodic_jupyter.FLOW_UNITS`` for every column's unit. ``df.attrs`` says
+        where the data came from, whether it is simulated, and what it covers.
     """
-    return get_metrics(
-        "flow", exchange, symbol, interval, start, end, timestamp=timestamp, source=source, refresh=refresh, progress=progress
-    )
+    return get_metrics("flow", exchange, symbol, interval, start, end, source=source, **options)
 
 
 async def get_flow_async(*args: Any, **kwargs: Any) -> pd.DataFrame:

@@ -61,6 +61,8 @@ def summary(df: pd.DataFrame) -> str:
         f"{q['exchange']} {q['symbol']} {q['interval']} {q['start']}..{q['end']} (timestamp={q['timestamp']})",
         f"{len(df):,} bars from {a['label']}; months cached: {len(a['from_cache'])}, downloaded: {len(a['downloaded'])}",
     ]
+    if a.get("coverage", {}).get("note"):
+        lines.append(a["coverage"]["note"])
     if len(df):
         daily = (
             df.set_index("time")

@@ -5,6 +5,7 @@ import pytest
 import aperiodic_jupyter
 from aperiodic_jupyter import Client
 from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.core.client import shared_memory_cache
 
 from .server import API_KEY, FakeApi
 
@@ -16,6 +17,7 @@ def isolated(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("APERIODIC_CACHE_DIR", str(tmp_path / "default-cache"))
     aperiodic_jupyter.settings.reset()
+    shared_memory_cache().clear()  # a loopback server may reuse an earlier one's port
     yield
     aperiodic_jupyter.settings.reset()
 

@@ -14,24 +14,26 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, default_cache_dir
+from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble, table_to_frame
 from .progress import ProgressCallback, reporter
 from .query import Query, make_query
 from .ranges import Month
-from .schema import FLOW_FILE_SCHEMA
+from .schema import FLOW_FILE_SCHEMA, TIME
 from .settings import SOURCES, Secret, fingerprint, resolve_api_key, settings
 from .sources.api import ApiSource
 from .sources.base import Source
 from .sources.demo import DEMO_LABEL, DemoSource
 
-__all__ = ["Client", "default_client", "shared_memory_cache"]
+__all__ = ["Client", "FetchOptions", "default_client", "shared_memory_cache"]
 
 
 _memory_lock = threading.Lock()
@@ -174,25 +176,19 @@ class Client:
 
     # -- building queries ---------------------------------------------------------------
 
-    def query(
-        self,
-        exchange: str,
-        symbol: str,
-        interval: str,
-        start: date | datetime | str,
-        end: date | datetime | str | None = None,
-        *,
-        timestamp: str = "exchange",
-        metric: str = "flow",
-    ) -> Query:
-        """Validate arguments into a :class:`Query` (see :func:`make_query`)."""
-        return make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
+    #: Validate arguments into a :class:`Query`: :func:`~aperiodic_jupyter.make_query`.
+    query = staticmethod(make_query)
 
     # -- fetching ------------------------------------------------------------------------
 
     def plan(self, query: Query) -> pd.DataFrame:
         """The months a query needs and whether each is cached: a dry run, nothing is
-        downloaded. Columns: ``month``, ``cached`` (``memory``, ``disk`` or ``no``)."""
+        downloaded. Columns: ``month``, ``cached`` (``memory``, ``disk`` or ``no``).
+
+        Raises:
+            NoDataError: the range lies wholly outside the instrument's capture dates.
+        """
+        check_listed(query)
         rows = []
         for month in query.months:
             hit = self.cache.get(CacheKey.of(self.source.cache_namespace, query, month))
@@ -207,7 +203,15 @@ class Client:
         progress: bool | ProgressCallback | None = None,
     ) -> tuple[pa.Table, dict[str, str]]:
         """The query's rows as an Arrow table (``time`` tz-aware UTC), and where each
-        month came from (``memory``, ``disk``, ``download``)."""
+        month came from (``memory``, ``disk``, ``download``).
+
+        Raises:
+            NoDataError: the range lies wholly outside the instrument's capture dates
+                (checked before the cache or the source is asked).
+        """
+        # Every front end fetches through here, so one check gives them all one line
+        # instead of a silent empty frame.
+        check_listed(query)
         with self._in_use():
             return self._fetch_table(query, refresh, progress)
 
@@ -290,7 +294,9 @@ class Client:
         ``time`` is a tz-aware UTC column (bar start), rows sorted by it and trimmed to
         ``[start 00:00, end 23:59:59.999999]``. ``df.attrs`` records ``query``,
         ``source``, ``simulated``, ``label``, ``months`` (month → ``memory``/``disk``/
-        ``download``), ``from_cache`` and ``downloaded``.
+        ``download``), ``from_cache``, ``downloaded`` and ``coverage`` (the days asked
+        and covered, ``complete``, and a ``note`` saying what is missing and why; see
+        :mod:`.coverage`).
 
         Args:
             refresh: ignore cached months and fetch again (the cache is updated).
@@ -299,7 +305,7 @@ class Client:
         """
         table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
         df = table_to_frame(table)
-        df.attrs.update(self._attrs(query, origin))
+        df.attrs.update(self._attrs(query, origin, table))
         return df
 
     async def fetch_async(self, query: Query, **kwargs: Any) -> pd.DataFrame:
@@ -307,8 +313,12 @@ class Client:
         loop (Jupyter's included) keeps running."""
         return await asyncio.to_thread(self.fetch, query, **kwargs)
 
-    def _attrs(self, query: Query, origin: dict[str, str]) -> dict[str, Any]:
+    def _attrs(self, query: Query, origin: dict[str, str], table: pa.Table) -> dict[str, Any]:
         simulated = bool(getattr(self.source, "simulated", False))
+        first = last = None
+        if TIME in table.column_names and table.num_rows:
+            bounds = pc.min_max(table.column(TIME))
+            first, last = bounds["min"].as_py(), bounds["max"].as_py()
         return {
             "query": query.to_dict(),
             "source": self.source.name,
@@ -318,6 +328,7 @@ class Client:
             "from_cache": [m for m, o in origin.items() if o != "download"],
             "downloaded": [m for m, o in origin.items() if o == "download"],
             "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "coverage": coverage(query, first, last).to_dict(),
         }
 
     def get_metrics(
@@ -328,14 +339,12 @@ class Client:
         interval: str,
         start: date | datetime | str,
         end: date | datetime | str | None = None,
-        *,
-        timestamp: str = "exchange",
-        refresh: bool = False,
-        progress: bool | ProgressCallback | None = None,
+        **options: Unpack[FetchOptions],
     ) -> pd.DataFrame:
-        """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...)."""
-        q = make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
-        return self.fetch(q, refresh=refresh, progress=progress)
+        """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...);
+        the arguments are :func:`~aperiodic_jupyter.get_flow`'s."""
+        q = make_query(exchange, symbol, interval, start, end, timestamp=options.get("timestamp", "exchange"), metric=metric)
+        return self.fetch(q, refresh=options.get("refresh", False), progress=options.get("progress"))
 
     def get_flow(
         self,
@@ -344,15 +353,25 @@ class Client:
         interval: str,
         start: date | datetime | str,
         end: date | datetime | str | None = None,
-        *,
-        timestamp: str = "exchange",
-        refresh: bool = False,
-        progress: bool | ProgressCallback | None = None,
+        **options: Unpack[FetchOptions],
     ) -> pd.DataFrame:
         """Taker-flow metrics; see :func:`aperiodic_jupyter.get_flow`."""
-        return self.get_metrics(
-            "flow", exchange, symbol, interval, start, end, timestamp=timestamp, refresh=refresh, progress=progress
-        )
+        return self.get_metrics("flow", exchange, symbol, interval, start, end, **options)
+
+
+class FetchOptions(TypedDict, total=False):
+    """Keyword options of every ``get_*`` call.
+
+    Attributes:
+        timestamp: ``exchange`` (exchange time, default) or ``true`` (arrival time).
+        refresh: fetch again even if cached (the cache is updated).
+        progress: ``True`` for a progress bar while months download, or a callable
+            receiving :class:`~aperiodic_jupyter.Progress`.
+    """
+
+    timestamp: str
+    refresh: bool
+    progress: bool | ProgressCallback | None
 
 
 _clients_lock = threading.Lock()

@@ -59,7 +59,8 @@ class PlanError(SourceError):
 
 
 class NoDataError(SourceError):
-    """404: no data for that symbol or range."""
+    """No data for that symbol or range: a 404 from the API, or a range wholly outside
+    the instrument's capture dates (raised before anything is downloaded)."""
 
 
 class ServerError(SourceError):

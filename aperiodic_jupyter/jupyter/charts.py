@@ -115,6 +115,9 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
     subtitle = []
     if attrs.get("simulated"):
         subtitle.append(str(attrs.get("label", "SIMULATED demo data")))
+    note = attrs.get("coverage", {}).get("note")
+    if note:  # the chart must not pass a short frame off as the whole asked range
+        subtitle.append(str(note))
     if agg:
         subtitle.append(
             f"{len(df):,} {q.get('interval', '')} bars aggregated to {len(data):,} {agg} bars for display; sums summed, entropy and toxicity averaged"

@@ -141,6 +141,7 @@ def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
         "simulated": first.get("simulated"),
         "label": first.get("label"),
         "months": {f.attrs["query"]["symbol"]: f.attrs.get("months", {}) for f in frames},
+        "coverage": {f.attrs["query"]["symbol"]: f.attrs.get("coverage") for f in frames},
     }
     return out
 
@@ -175,11 +176,15 @@ def _assignment() -> str | None:
     if cell is None:
         return None
     for ins in dis.get_instructions(cell.f_code):
-        if ins.offset > cell.f_lasti:
-            if ins.opname.startswith("STORE_"):
-                return "store"
-            return "unpack" if ins.opname.startswith("UNPACK_") else None
+        if ins.offset <= cell.f_lasti or ins.opname in _TARGET_LOADS or ins.opname.startswith("LOAD_"):
+            continue  # `obj.attr = ` and `d[k] = ` load their target after the call
+        if ins.opname.startswith("STORE_"):
+            return "store"
+        return "unpack" if ins.opname.startswith("UNPACK_") else None
     return None
+
+
+_TARGET_LOADS = frozenset({"BINARY_SUBSCR", "EXTENDED_ARG", "CACHE", "NOP"})
 
 
 # -- completion --------------------------------------------------------------------------

@@ -45,15 +45,19 @@ def _enable_offline() -> None:
 
 
 def summary_line(df: pd.DataFrame) -> str:
-    """One line: what, when, how many rows, from where, cache hits, demo label."""
+    """One line: what, when, how many rows, what part of the range the data covers
+    when it is less than asked, from where, cache hits, demo label."""
     a = df.attrs
     q = a.get("query", {})
     months = a.get("months", {})
     cached = len(a.get("from_cache", []))
+    covers = a.get("coverage", {}).get("summary")
     parts = [
         f"{q.get('exchange', '?')} {q.get('symbol', '?')} {q.get('interval', '?')}",
         f"{q.get('start', '?')}..{q.get('end', '?')} UTC",
         f"{len(df):,} rows",
+        # Right after the row count: a short frame must not read as the whole range.
+        *([covers] if covers else []),
         f"source: {a.get('source', '?')}",
         f"cache: {cached} of {len(months)} months" if months else "cache: -",
     ]
@@ -126,6 +130,19 @@ class FlowPanel(widgets.VBox):
         children = [self.header, self.chart, self.exports] if show_summary else [self.chart, self.exports]
         super().__init__(children=children, **kwargs)
         self.chart.selections.observe(self._on_brush, [BRUSH])
+
+    def __repr__(self) -> str:
+        # What a terminal, a saved notebook's text fallback or nbconvert shows instead
+        # of ipywidgets' "FlowPanel(children=...)".
+        return summary_line(self.df)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        """ipywidgets' bundle, with the whole summary line as ``text/plain``
+        (ipywidgets cuts ``repr`` at 110 characters; the summary line is longer)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/plain"] = repr(self)
+        return bundle
 
     def _on_brush(self, change: dict[str, Any]) -> None:
         sel = change["new"]

@@ -4,7 +4,7 @@ Threads, not an event loop: one shared synchronous ``httpx.Client`` and a bounde
 pool, so a call works the same from a script, from inside Jupyter's running event loop
 (no ``nest_asyncio`` patching) and from a widget's worker thread.
 
-Contract handling (``shared/api/flow.md``):
+Contract handling (``docs/api.md``):
 
 - 429 / 502 / 503 / 504, time-outs and dropped connections are retried with bounded
   exponential backoff (tenacity) that honours ``Retry-After`` up to ``max_retry_wait``.
