@@ -103,8 +103,10 @@ def test_panel_summary_brush_and_exports(quarter, tmp_path):
 
     panel.to_variable("feb", "brush")
     assert len(ns["feb"]) == 48
-    with pytest.raises(ValueError, match="not a valid Python variable name"):
+    with pytest.raises(ValueError, match="not a Python variable name"):
         panel.to_variable("2fast")
+    with pytest.raises(ValueError, match="builtin"):
+        panel.to_variable("print")
 
 
 def test_export_messages_answer_with_binary_buffers(quarter, monkeypatch):

@@ -69,6 +69,8 @@ _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 _YEAR = re.compile(r"^(\d{4})$")
 _QUARTER = re.compile(r"^(\d{4})-?[qQ]([1-4])$")
 _RELATIVE = re.compile(r"^(\d+)\s*([dw])$", re.IGNORECASE)
+#: The longest relative range: 50 years reach back before any crypto market existed.
+_MAX_RELATIVE_DAYS = 50 * 366
 
 
 def _span(text: str, today: date) -> tuple[date, date]:
@@ -127,6 +129,8 @@ def parse_range(text: str, *, today: date | None = None) -> tuple[date, date]:
         days = int(m[1]) * (7 if m[2].lower() == "w" else 1)
         if days < 1:
             raise QueryError(f"a relative range needs at least one day, got {t!r}; {RANGE_HELP}")
+        if days > _MAX_RELATIVE_DAYS:
+            raise QueryError(f"a relative range of {t!r} reaches back before any data; at most {_MAX_RELATIVE_DAYS}d, or write 2019..today")
         return check_range(today - timedelta(days=days - 1), today, today)
     sep = ".." if ".." in t else "/" if "/" in t else None
     if sep is None:

@@ -17,6 +17,7 @@ from ..core.query import INTERVALS, METRICS, TIMESTAMPS, Query, make_query
 from ..core.schema import COLUMN_GROUPS, FLOW_COLUMNS
 from ..core.settings import SOURCES
 from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
+from .namespace import check_variable_name
 
 __all__ = ["FlowLine", "parse_flow_line", "GRAMMAR", "OPTION_VALUES", "FLAGS"]
 
@@ -155,10 +156,12 @@ def parse_flow_line(line: str) -> FlowLine:
     source = args.source.strip().lower()
     if source not in SOURCES:
         raise QueryError(f"unknown source {args.source!r}; valid: {', '.join(SOURCES)}")
-    if args.out is not None and not args.out.isidentifier():
-        raise QueryError(f"-o needs a variable name, got {args.out!r}")
+    if args.out is not None:
+        check_variable_name(args.out)
     exchange = resolve_exchange(args.exchange)
     symbols = [s.strip() for s in args.symbol.split(",") if s.strip()]
+    if not symbols:
+        raise QueryError(f"no symbol in {args.symbol!r}; give one or more, comma-separated, e.g. BTC or BTC,ETH")
     queries = tuple(
         make_query(exchange, s, args.interval, args.range, timestamp=args.timestamp, metric=args.metric) for s in symbols
     )

@@ -8,7 +8,6 @@ from vl-convert: no CDN), and exports travel to the browser as binary buffers.
 from __future__ import annotations
 
 import html
-import keyword
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import traitlets
 
 from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart
 from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
+from .namespace import check_variable_name
 
 __all__ = ["FlowPanel", "ExportBar", "summary_line", "js_path"]
 
@@ -190,8 +190,7 @@ class FlowPanel(widgets.VBox):
 
     def to_variable(self, name: str, scope: str = "full") -> str:
         """Bind the frame (or the brushed slice) to ``name`` in the kernel's namespace."""
-        if not name.isidentifier() or keyword.iskeyword(name):
-            raise ValueError(f"{name!r} is not a valid Python variable name")
+        check_variable_name(name)
         namespace = self._namespace
         if namespace is None:
             from IPython import get_ipython
