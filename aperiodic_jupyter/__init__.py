@@ -144,7 +144,7 @@ def get_flow(
             aliases ``binance``, ``okx``, ``hyperliquid``).
         symbol: ``BTC``, ``BTCUSDT``, ``BTC-USDT-SWAP``, ``BTC/USDT:USDT`` or the Atlas
             ``perpetual-BTC-USDT:USDT``.
-        interval: ``1m 5m 15m 30m 1h 4h 1d``.
+        interval: ``15s 30s 1m 5m 15m 30m 1h 4h 1d`` (15s and 30s need a higher API plan).
         start, end: UTC days, inclusive (``date``, ``datetime`` or ``"2024-01-31"``); or
             pass a whole range as ``start`` (``"2024-01..2024-03"``) and no ``end``.
         timestamp: ``exchange`` (exchange time) or ``true`` (arrival time).

@@ -247,7 +247,7 @@ def compute_flow(
         trades: pandas DataFrame, pyarrow Table or dict of arrays with time, price,
             quantity (**base asset**) and taker side (see :meth:`Trades.from_any` for
             the accepted column names, including Binance aggTrades and OKX trades).
-        interval: bar length, one of ``1m 5m 15m 30m 1h 4h 1d``; bars are aligned to
+        interval: bar length, one of ``INTERVALS`` (``15s`` to ``1d``); bars are aligned to
             UTC midnight (4h bars start at 00:00, 04:00, ... UTC).
         start, end: optional span; bars from ``start`` up to (not including) ``end``,
             empty ones included. Trades outside it are ignored.

@@ -17,10 +17,22 @@ from .ranges import Month, check_range, parse_date, parse_range, utc_today
 from .symbols import resolve_symbol
 from .venues import resolve_exchange
 
-__all__ = ["Query", "INTERVALS", "TIMESTAMPS", "METRICS", "make_query", "interval_ns"]
+__all__ = ["Query", "INTERVALS", "INTERVAL_SECONDS", "TIMESTAMPS", "METRICS", "make_query", "interval_ns"]
 
-INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
-_INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
+#: Bar lengths, shortest first, with their seconds. 15s and 30s need a higher API plan
+#: (the API answers 403 otherwise); the demo source simulates every one.
+INTERVAL_SECONDS: dict[str, int] = {
+    "15s": 15,
+    "30s": 30,
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "4h": 14400,
+    "1d": 86400,
+}
+INTERVALS: tuple[str, ...] = tuple(INTERVAL_SECONDS)
 TIMESTAMPS: tuple[str, ...] = ("exchange", "true")
 #: Metrics served on the same ``/data/{metric}`` path shape (the public client's list).
 METRICS: tuple[str, ...] = (
@@ -46,7 +58,7 @@ Timestamp = Literal["exchange", "true"]
 def interval_ns(interval: str) -> int:
     """Length of an interval in nanoseconds."""
     try:
-        return _INTERVAL_SECONDS[interval] * 1_000_000_000
+        return INTERVAL_SECONDS[interval] * 1_000_000_000
     except KeyError:
         raise QueryError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}") from None
 
@@ -109,8 +121,7 @@ def make_query(
     today = today or utc_today()
     exchange = resolve_exchange(exchange)
     if interval not in INTERVALS:
-        hint = " (15s and 30s need a higher plan and are not supported here)" if interval in ("15s", "30s") else ""
-        raise QueryError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}{hint}")
+        raise QueryError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}")
     if timestamp not in TIMESTAMPS:
         raise QueryError(f"unknown timestamp source {timestamp!r}; valid: exchange, true")
     if metric not in METRICS:

@@ -21,6 +21,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIDES, SIZES
 
 __all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", "MAX_POINTS"]
@@ -28,7 +29,8 @@ __all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", 
 BRUSH = "brush"
 _DATASET = "flow"
 MAX_POINTS = 2500
-_RULES = [("5min", "5m"), ("15min", "15m"), ("30min", "30m"), ("1h", "1h"), ("4h", "4h"), ("1D", "1d"), ("7D", "1w")]
+# Aggregation steps: every interval the API serves, then weeks.
+_RULES = [(f"{seconds}s", label) for label, seconds in INTERVAL_SECONDS.items()] + [("7D", "1w")]
 _ADDITIVE = [
     "taker_buy_volume",
     "taker_sell_volume",
@@ -58,13 +60,15 @@ def _bar_seconds(times: pd.Series) -> float:
 
 
 def downsample(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.DataFrame, str | None]:
-    """At most ``max_points`` bars: the frame itself, or coarser bars (5m, 15m, ... 1w)
-    with sums summed and ratios recomputed. Returns ``(frame, new interval or None)``."""
+    """At most ``max_points`` bars: the frame itself, or the finest coarser interval
+    (30s, 1m, ... 1d, 1w) that fits, with sums summed and ratios recomputed. Returns
+    ``(frame, new interval or None)``."""
     if len(df) <= max_points:
         return df, None
     times = df["time"]
     span = (times.iloc[-1] - times.iloc[0]).total_seconds() + _bar_seconds(times)
-    fits = [(r, lab) for r, lab in _RULES if span / pd.Timedelta(r).total_seconds() <= max_points]
+    bar = _bar_seconds(times)
+    fits = [(r, lab) for r, lab in _RULES if pd.Timedelta(r).total_seconds() > bar and span / pd.Timedelta(r).total_seconds() <= max_points]
     rule, label = fits[0] if fits else _RULES[-1]
     # Sub-day bins align to the epoch (so 4h bars start at 00:00 UTC); pandas aligns day bins itself.
     grouped = df.set_index("time").resample(rule, **({} if rule.endswith("D") else {"origin": "epoch"}))
