@@ -42,8 +42,8 @@ function render({ model, el }) {
   const interval = select("apj-interval", model.get("intervals"), model.get("interval"));
   const range = input("apj-range", model.get("range_text"), 22);
   range.placeholder = "2024-01..2024-03";
-  const timestamp = select("apj-timestamp", ["exchange", "true"], model.get("timestamp"));
-  const source = select("apj-source", ["auto", "demo", "api"], model.get("source"));
+  const timestamp = select("apj-timestamp", model.get("timestamps"), model.get("timestamp"));
+  const source = select("apj-source", model.get("sources"), model.get("source"));
   const load = document.createElement("button");
   load.className = "apj-btn apj-load";
   load.textContent = "Load";

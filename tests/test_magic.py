@@ -129,7 +129,7 @@ def test_help_shows_the_grammar_with_examples(ip):
 BAD_LINES = [
     ("%flow kraken BTC 1h 2024-01", "unknown exchange 'kraken'; valid: binance-futures"),
     ("%flow binance BTCC 1h 2024-01", "did you mean BTC"),
-    ("%flow binance BTC 2h 2024-01", "unknown interval '2h'; valid: 1m, 5m"),
+    ("%flow binance BTC 2h 2024-01", "unknown interval '2h'; valid: 15s, 30s, 1m, 5m"),
     ("%flow binance BTC 1h 2024-13", "invalid date '2024-13'"),
     ("%flow binance BTC 1h 2024-03..2024-01", "before it starts"),
     ("%flow binance BTC 1h 2099-01", "starts in the future"),
@@ -204,10 +204,17 @@ def test_tab_completion(ip, text, expected):
     assert expected <= set(complete(ip, text))
 
 
-def test_progress_shows_while_months_download_and_not_when_cached(ip, capsys):
+def test_progress_shows_while_months_download_and_not_when_cached(ip, capsys, monkeypatch):
+    import sys
+
+    # The bar is drawn on a terminal's stderr only (a pipe or a log gets no frames);
+    # the captured stderr stands in for one. tests/test_progress_text.py uses a real pty.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setenv("TERM", "xterm")  # a dumb terminal gets spaces instead of escapes
     run(ip, "x = %flow binance LTC 1d 2024-01..2024-02")
     first = capsys.readouterr().err
     assert "month" in first  # the progress bar counts months
+    assert first.endswith("\r\x1b[J")  # and is erased when the fetch ends
     run(ip, "x = %flow binance LTC 1d 2024-01..2024-02")
     assert capsys.readouterr().err == ""
 

@@ -83,9 +83,9 @@ def test_a_retired_client_finishes_the_fetch_another_thread_started(api, monkeyp
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(df=old.fetch(make_query("binance", "BTC", "1h", "2023-05"))))
     worker.start()
-    while api.counts["file"] == 0 and worker.is_alive():
+    while api.inflight == 0 and worker.is_alive():  # the file request is being served (1 s delay)
         threading.Event().wait(0.02)
-    assert api.counts["file"] == 1 and worker.is_alive()
+    assert api.inflight == 1 and worker.is_alive()
     settings.max_concurrency = 4  # retire `old` while its download is in flight
     new = default_client("api")
     assert new is not old and not old.closed  # still in use: not closed under the worker

@@ -25,10 +25,12 @@ import traitlets
 from ..core.client import Client, default_client
 from ..core.errors import AperiodicError
 from ..core.progress import Progress
-from ..core.query import INTERVALS, Query, make_query
+from ..core.query import INTERVALS, TIMESTAMPS, Query, make_query
+from ..core.settings import SOURCES
 from ..core.symbols import base_symbols
 from ..core.venues import EXCHANGES, resolve_exchange
 from .panel import FlowPanel, js_path, summary_line
+from .text_fallback import TextFallback
 
 __all__ = ["FlowExplorer", "FlowSelector"]
 
@@ -41,6 +43,8 @@ class FlowSelector(anywidget.AnyWidget):
 
     exchanges = traitlets.List(list(EXCHANGES)).tag(sync=True)
     intervals = traitlets.List(list(INTERVALS)).tag(sync=True)
+    timestamps = traitlets.List(list(TIMESTAMPS)).tag(sync=True)
+    sources = traitlets.List(list(SOURCES)).tag(sync=True)
     symbol_options: traitlets.List[str] = traitlets.List([]).tag(sync=True)
 
     exchange = traitlets.Unicode("binance-futures").tag(sync=True)
@@ -67,7 +71,7 @@ class FlowSelector(anywidget.AnyWidget):
             self.symbol_options = []
 
 
-class FlowExplorer(widgets.VBox):
+class FlowExplorer(TextFallback, widgets.VBox):
     """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
     or from the magic (``%flow ... --widget``).
 
@@ -105,6 +109,16 @@ class FlowExplorer(widgets.VBox):
         self._thread: threading.Thread | None = None
         super().__init__(children=[self.selector, self.output], **kwargs)
         self.selector.on_msg(self._on_message)
+
+    def __repr__(self) -> str:
+        # What a terminal, a saved notebook's text fallback or nbconvert shows instead of
+        # ipywidgets' "FlowExplorer(children=...)": the summary line once loaded.
+        s: FlowSelector | None = getattr(self, "selector", None)  # None while __init__ runs
+        if s is None:
+            return "FlowExplorer"
+        if s.summary:
+            return f"FlowExplorer: {s.summary}"
+        return f"FlowExplorer: {s.exchange} {s.symbol} {s.interval} {s.range_text}, not loaded"
 
     @classmethod
     def from_query(cls, query: Query, *, source: str = "auto") -> FlowExplorer:

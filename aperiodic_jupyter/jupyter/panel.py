@@ -21,6 +21,7 @@ import traitlets
 from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart
 from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
 from .namespace import check_variable_name
+from .text_fallback import TextFallback
 
 __all__ = ["FlowPanel", "ExportBar", "summary_line", "js_path"]
 
@@ -95,7 +96,7 @@ class ExportBar(anywidget.AnyWidget):
             self.send({"type": "status", "text": f"error: {exc}"})
 
 
-class FlowPanel(widgets.VBox):
+class FlowPanel(TextFallback, widgets.VBox):
     """Summary, linked views and export buttons for one frame.
 
     Attributes:
@@ -135,14 +136,6 @@ class FlowPanel(widgets.VBox):
         # What a terminal, a saved notebook's text fallback or nbconvert shows instead
         # of ipywidgets' "FlowPanel(children=...)".
         return summary_line(self.df)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        """ipywidgets' bundle, with the whole summary line as ``text/plain``
-        (ipywidgets cuts ``repr`` at 110 characters; the summary line is longer)."""
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/plain"] = repr(self)
-        return bundle
 
     def _on_brush(self, change: dict[str, Any]) -> None:
         sel = change["new"]
