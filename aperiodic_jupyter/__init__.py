@@ -49,6 +49,7 @@ __all__ = [
     "__version__",
     "get_flow",
     "get_metrics",
+    "get_ohlcv",
     "get_flow_async",
     "get_metrics_async",
     "default_client",
@@ -152,6 +153,9 @@ def get_flow(
             ``api`` or ``demo``.
         refresh: fetch again even if cached.
         progress: show a progress bar while months download (default ``True``).
+        with_price: also fetch the price bars and join ``open high low close`` on
+            ``time`` (bars missing on one side stay, as NaN); if the price cannot be
+            had the flow is returned whole and ``df.attrs["price"]`` says why.
 
     Returns:
         One row per bar: ``time`` (tz-aware UTC bar start, a column), base-asset
@@ -161,6 +165,27 @@ def get_flow(
         where the data came from, whether it is simulated, and what it covers.
     """
     return get_metrics("flow", exchange, symbol, interval, start, end, source=source, **options)
+
+
+def get_ohlcv(
+    exchange: str,
+    symbol: str,
+    interval: str,
+    start: date | datetime | str,
+    end: date | datetime | str | None = None,
+    *,
+    source: str | None = None,
+    **options: Unpack[FetchOptions],
+) -> pd.DataFrame:
+    """Price bars for one symbol, through the same query, cache, sources and errors as
+    :func:`get_flow` (``GET {base}/data/ohlcv``).
+
+    Returns:
+        One row per bar with trades: ``time`` (tz-aware UTC bar start), ``open``,
+        ``high``, ``low``, ``close`` (quote per base), ``volume`` (base asset) and
+        whatever further columns the source's files carry (the demo adds ``trades``).
+    """
+    return get_metrics("ohlcv", exchange, symbol, interval, start, end, source=source, **options)
 
 
 async def get_flow_async(*args: Any, **kwargs: Any) -> pd.DataFrame:

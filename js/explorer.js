@@ -69,10 +69,35 @@ function render({ model, el }) {
     field("source", source),
     load,
   );
+  // Panels: one checkbox each, in drawing order; the kernel validates the choice.
+  const panelRow = document.createElement("div");
+  panelRow.className = "apj-row apj-panels";
+  panelRow.append(document.createTextNode("panels"));
+  const boxes = model.get("panel_options").map((name) => {
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = name;
+    box.className = `apj-panel apj-panel-${name}`;
+    const l = document.createElement("label");
+    l.append(box, document.createTextNode(name));
+    panelRow.append(l);
+    box.addEventListener("change", () => {
+      model.set("panels", boxes.filter((b) => b.checked).map((b) => b.value));
+      model.save_changes();
+    });
+    return box;
+  });
+  const showPanels = () => {
+    const chosen = new Set(model.get("panels"));
+    for (const b of boxes) b.checked = chosen.has(b.value);
+  };
+  showPanels();
+  model.on("change:panels", showPanels);
+
   const row2 = document.createElement("div");
   row2.className = "apj-row";
   row2.append(progress, status);
-  el.append(row1, row2, error, summary);
+  el.append(row1, panelRow, row2, error, summary);
 
   const bind = (control, name, event = "change") => {
     control.addEventListener(event, () => {
@@ -136,6 +161,7 @@ function render({ model, el }) {
         range_text: range.value,
         timestamp: timestamp.value,
         source: source.value,
+        panels: boxes.filter((b) => b.checked).map((b) => b.value),
       },
     });
   };

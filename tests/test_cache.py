@@ -52,7 +52,7 @@ def test_disk_writes_leave_no_temporary_files_and_bad_files_are_dropped(tmp_path
     disk = DiskCache(tmp_path)
     disk.write(key(1), table(10))
     path = disk.path(key(1))
-    assert sorted(p.name for p in path.parent.iterdir()) == ["data.parquet"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".data.parquet.b2", "data.parquet"]  # file + checksum
     path.write_bytes(b"PAR1 garbage")
     assert disk.read(key(1)) is None
     assert not path.exists()

@@ -142,7 +142,7 @@ BAD_LINES = [
     ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: auto, api, demo"),
     ("%flow binance BTC 1h 2024-01 -t local", "unknown timestamp source 'local'"),
     ("%flow binance BTC 1h 2024-01 -m candles", "unknown metric 'candles'"),
-    ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only the flow metric"),
+    ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only flow and ohlcv, not 'returns'"),
     ("%flow binance BTC 1h 2024-01 -s api", "no Aperiodic API key: set APERIODIC_API_KEY"),
 ]
 

@@ -83,6 +83,10 @@ WORDS = [
     "[1]",
     "-",
     "--timestamp=true",
+    "-p",
+    "price,cvd",
+    "candles",
+    "all",
 ]
 
 
@@ -101,7 +105,7 @@ def ip(monkeypatch):
     shell.run_cell("%load_ext aperiodic_jupyter", store_history=False)
     # Fetching is tested elsewhere (real sources); here every line is parsed, validated
     # and planned for real, and a valid line's fetch returns at once.
-    monkeypatch.setattr(magic_module, "_fetch", lambda request: [_tiny(q) for q in request.queries])
+    monkeypatch.setattr(magic_module, "_fetch", lambda request, **kw: [_tiny(q) for q in request.queries])
     monkeypatch.setattr(magic_module, "display", lambda obj: None)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "")
     yield shell

@@ -30,8 +30,8 @@ def payload_bytes(chart) -> int:
     return len(json.dumps(chart.to_dict(), separators=(",", ":")))
 
 
-def test_chart_has_the_six_views_a_shared_brush_and_a_demo_label(quarter):
-    spec = flow_chart(quarter).to_dict()
+def test_chart_has_every_flow_view_a_shared_brush_and_a_demo_label(quarter):
+    spec = flow_chart(quarter, panels="all").to_dict()
     titles = [v.get("title", "") for v in spec["vconcat"]]
     assert any("Volume delta" in t for t in titles)
     assert any("buy vs sell" in t for t in titles)

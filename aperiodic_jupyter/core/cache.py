@@ -12,17 +12,36 @@ On disk the cache is a Hive-partitioned Parquet dataset, one directory per sourc
         year=2024/month=01/data.parquet
 
 so DuckDB, Polars, pyarrow or Spark can scan it directly (the ``:`` of Atlas symbols is
-percent-encoded, which all of them decode). Writes go to a temporary file and are moved
-into place with ``os.replace``; a file that does not read back as Parquet is deleted and
-fetched again.
+percent-encoded, which all of them decode).
+
+Next to each ``data.parquet`` sit two hidden files, which ``**/*.parquet`` globs and
+pyarrow's datasets (which skip names starting with ``.``) never read:
+
+- ``.data.parquet.b2``: the BLAKE2b checksum of the file's bytes, written (atomically)
+  before the file is moved into place with ``os.replace``. A read verifies it: a file
+  whose bytes do not match (a flipped bit, a truncated copy, a file without checksum)
+  is deleted and counts as a miss, so the month is fetched again.
+- ``.data.parquet.lock``: an advisory ``flock`` held while a month downloads, so a
+  second process fetching the same month waits for the first and reads its file. The
+  kernel releases it when its process dies; a wait is bounded; a lock that cannot be
+  taken never fails a fetch (the month is downloaded, as without a lock).
+
+An empty month is never written: a listing that (wrongly) names no file for a month
+must not hide that month's data for good. In memory it stays fresh for ``ttl`` only.
+
+A folder that cannot be used (read-only, ``APERIODIC_CACHE_DIR`` naming a file) never
+fails a fetch: months stay in memory, and one :class:`CacheWarning` per folder says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,14 +53,74 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .parquet import read_parquet_bytes
 from .query import Query
 from .ranges import Month
 from .settings import settings
 
-__all__ = ["CacheKey", "MemoryCache", "DiskCache", "MonthCache", "default_cache_dir", "is_complete"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process lock, months may download twice
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CacheKey",
+    "CacheWarning",
+    "MemoryCache",
+    "DiskCache",
+    "MonthCache",
+    "MonthLock",
+    "default_cache_dir",
+    "is_complete",
+]
 
 #: Data for a month may still arrive for a while after it ends.
 GRACE = timedelta(hours=6)
+
+#: Written into a month's checksum file, before the hex digest.
+_ALGO = "blake2b-256"
+
+
+class CacheWarning(UserWarning):
+    """The disk cache folder cannot be used; months are kept in memory only."""
+
+
+_warned_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def warn_unusable(root: Path, exc: OSError) -> None:
+    """One warning line per folder per process: the folder cannot be used, and why."""
+    where = str(root)
+    with _warned_lock:
+        if where in _warned:
+            return
+        _warned.add(where)
+    reason = exc.strerror or type(exc).__name__
+    warnings.warn(
+        f"the cache folder {where} cannot be used ({reason}); months are kept in memory only. "
+        "Set APERIODIC_CACHE_DIR or %config Aperiodic.cache_dir to a writable folder ('' for no disk cache)",
+        CacheWarning,
+        stacklevel=_caller_level(),
+    )
+
+
+#: Frames a warning is never attributed to: this package, and the machinery between a
+#: user's cell and a magic.
+_INNER = ("aperiodic_jupyter", "IPython", "ipykernel", "traitlets", "decorator", "threading", "concurrent", "asyncio")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame in the user's code (a script's line, a
+    cell's ``%flow`` line), so the warning points there instead of into this package."""
+    level, frame = 2, sys._getframe(2)
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in _INNER:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _digest(data: bytes | bytearray | memoryview | pa.Buffer) -> str:
+    return hashlib.blake2b(data, digest_size=32).hexdigest()  # type: ignore[arg-type]
 
 
 def default_cache_dir() -> Path:
@@ -112,10 +191,13 @@ class Entry:
     table: pa.Table
     fetched_at: float
     month: Month
+    #: False for an answer that is not trusted for good (an empty month): it stays
+    #: fresh for ``ttl`` only, however old the month is.
+    final: bool = True
 
     @property
     def complete(self) -> bool:
-        return is_complete(self.month, self.fetched_at)
+        return self.final and is_complete(self.month, self.fetched_at)
 
     def fresh(self, now: float, ttl: float) -> bool:
         return self.complete or now - self.fetched_at < ttl
@@ -172,6 +254,52 @@ class MemoryCache:
             self._bytes = 0
 
 
+class MonthLock:
+    """A month's advisory lock in the disk cache: ``fcntl.flock`` on a hidden lock file,
+    so the kernel releases it when the holding process dies (a killed process never
+    leaves a lock that blocks). Within one process, threads coordinate without it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.held = False
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free: ``True`` when held now, ``False`` while another
+        process holds it. Raises ``OSError`` when the lock cannot be used at all (no
+        ``fcntl``, an unusable folder, a file system without locks)."""
+        if fcntl is None:
+            raise OSError("no file locks on this platform")
+        if self.held:
+            return True
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.release()
+            raise
+        self.held = True
+        try:  # who holds it, for a person looking at the folder; never needed to unlock
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{os.getpid()} {time.time():.0f}\n".encode())
+        except OSError:
+            pass
+        return True
+
+    def release(self) -> None:
+        fd, self._fd, self.held = self._fd, None, False
+        if fd is None:
+            return
+        try:
+            os.close(fd)  # closing the last descriptor releases the flock
+        except OSError:
+            pass
+
+
 class DiskCache:
     """Months as Parquet files in a Hive-partitioned tree (see module docstring)."""
 
@@ -181,47 +309,123 @@ class DiskCache:
     def path(self, key: CacheKey) -> Path:
         return self.root / key.relpath()
 
-    def read(self, key: CacheKey) -> Entry | None:
-        """The cached month, or ``None``. A file that is not valid Parquet is deleted."""
+    @staticmethod
+    def sum_path(path: Path) -> Path:
+        """The hidden checksum file of a month's file."""
+        return path.with_name(f".{path.name}.b2")
+
+    def lock(self, key: CacheKey) -> MonthLock:
         path = self.path(key)
+        return MonthLock(path.with_name(f".{path.name}.lock"))
+
+    def read(self, key: CacheKey) -> Entry | None:
+        """The cached month, or ``None``. A file whose bytes do not match its recorded
+        checksum, that is not valid Parquet, or that holds no rows is deleted. A folder
+        that cannot be read is a miss."""
+        path = self.path(key)
+        for _ in range(2):  # a second look when the file was replaced while being read
+            try:
+                with open(path, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    raw = fh.read()
+            except OSError:  # missing, a file where a folder should be, no permission
+                return None
+            if self._recorded(path) == _digest(raw):
+                break
+            if not self._same(path, st):
+                continue
+            self._discard(path, st)
+            return None
+        else:
+            return None
         try:
-            fetched_at = path.stat().st_mtime
-            table = pq.read_table(path)
-        except FileNotFoundError:
-            return None
+            table = read_parquet_bytes(raw)
         except (pa.ArrowException, OSError, ValueError):
-            path.unlink(missing_ok=True)
+            self._discard(path, st)
             return None
-        return Entry(table, fetched_at, key.month)
+        del raw
+        if table.num_rows == 0:  # older versions cached empty months for good
+            self._discard(path, st)
+            return None
+        return Entry(table, st.st_mtime, key.month)
+
+    def _recorded(self, path: Path) -> str | None:
+        try:
+            text = self.sum_path(path).read_text("ascii").split()
+        except (OSError, ValueError):
+            return None
+        return text[1] if len(text) == 2 and text[0] == _ALGO else None
+
+    @staticmethod
+    def _same(path: Path, st: os.stat_result) -> bool:
+        try:
+            now = path.stat()
+        except OSError:
+            return False
+        return (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _discard(self, path: Path, st: os.stat_result) -> None:
+        """Delete a bad file, unless another writer has replaced it meanwhile. Its
+        checksum file stays: the next write replaces it."""
+        if self._same(path, st):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def write(
         self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None, fetched_at: float | None = None
     ) -> None:
         """Atomically store a month: the original file bytes when given (already
-        validated by the caller), else the table written as Parquet. The file's mtime
-        records when the month was fetched (it decides whether the month is complete)."""
+        validated by the caller), else the table written as Parquet. Its checksum is in
+        place before the file is. The file's mtime records when the month was fetched
+        (it decides whether the month is complete). Raises ``OSError`` when the folder
+        cannot be written."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        data: bytes | bytearray | pa.Buffer
+        if raw is not None:
+            data = raw
+        else:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            data = sink.getvalue()
+        token = uuid.uuid4().hex
+        tmp = path.with_name(f".{path.name}.{token}.tmp")
+        sums = self.sum_path(path)
+        tmp_sums = sums.with_name(f"{sums.name}.{token}.tmp")
         try:
-            if raw is not None:
-                with open(tmp, "wb") as fh:
-                    fh.write(raw)
-            else:
-                pq.write_table(table, tmp, compression="zstd")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
             if fetched_at is not None:
                 os.utime(tmp, (fetched_at, fetched_at))
+            tmp_sums.write_text(f"{_ALGO} {_digest(data)}\n", "ascii")
+            os.replace(tmp_sums, sums)
             os.replace(tmp, path)
         finally:
-            tmp.unlink(missing_ok=True)
+            for leftover in (tmp, tmp_sums):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+    def remove(self, path: Path) -> None:
+        for p in (path, self.sum_path(path)):
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def keys(self) -> Iterator[tuple[CacheKey, Path]]:
-        if not self.root.is_dir():
+        try:
+            if not self.root.is_dir():
+                return
+            for path in self.root.rglob("data.parquet"):
+                key = CacheKey.from_relpath(path.relative_to(self.root))
+                if key is not None:
+                    yield key, path
+        except OSError:
             return
-        for path in self.root.rglob("data.parquet"):
-            key = CacheKey.from_relpath(path.relative_to(self.root))
-            if key is not None:
-                yield key, path
 
 
 class MonthCache:
@@ -254,17 +458,31 @@ class MonthCache:
         return None
 
     def put(self, key: CacheKey, table: pa.Table, raw: bytes | bytearray | None = None, now: float | None = None) -> None:
+        """Keep a month. An empty month goes to memory only and stays fresh for ``ttl``:
+        an empty answer is never trusted for good. A disk that cannot be written leaves
+        the month in memory, with one :class:`CacheWarning` per folder."""
         now = time.time() if now is None else now
-        self.memory.put(key, Entry(table, now, key.month))
-        if self.disk is not None:
-            self.disk.write(key, table, raw, fetched_at=now)
+        final = table.num_rows > 0
+        self.memory.put(key, Entry(table, now, key.month, final))
+        if self.disk is not None and final:
+            try:
+                self.disk.write(key, table, raw, fetched_at=now)
+            except OSError as exc:
+                warn_unusable(self.disk.root, exc)
+
+    def lock(self, key: CacheKey) -> MonthLock | None:
+        """The month's cross-process lock, or ``None`` without a disk cache."""
+        return self.disk.lock(key) if self.disk is not None else None
 
     def info(self) -> pd.DataFrame:
         """One row per cached month: where it is, its size, and whether it is complete."""
         rows: dict[CacheKey, dict[str, object]] = {}
         if self.disk is not None:
             for key, path in self.disk.keys():
-                st = path.stat()
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
                 try:
                     n = pq.read_metadata(path).num_rows
                 except (pa.ArrowException, OSError):
@@ -333,6 +551,6 @@ class MonthCache:
         if self.disk is not None:
             for key, path in list(self.disk.keys()):
                 if hit(key):
-                    path.unlink(missing_ok=True)
+                    self.disk.remove(path)
                     removed.add(key)
         return len(removed)

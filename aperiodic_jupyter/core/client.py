@@ -8,7 +8,10 @@ Both front ends (the ``%flow`` magic and the explorer widget) and the module-lev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -20,10 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, default_cache_dir
+from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, default_cache_dir
 from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble, table_to_frame
+from .parquet import check_span
+from .price import join_price
 from .progress import ProgressCallback, reporter
 from .query import Query, make_query
 from .ranges import Month
@@ -34,6 +39,12 @@ from .sources.base import Source
 from .sources.demo import DEMO_LABEL, DemoSource
 
 __all__ = ["Client", "FetchOptions", "default_client", "shared_memory_cache"]
+
+log = logging.getLogger("aperiodic_jupyter")
+
+#: Longest wait, in seconds, for another process that is downloading the same month
+#: (it holds the month's lock in the disk cache); after it, the month is downloaded here.
+LOCK_WAIT = 60.0
 
 
 _memory_lock = threading.Lock()
@@ -129,6 +140,9 @@ class Client:
         else:
             disk = DiskCache(cache_dir or settings.cache_dir or default_cache_dir())
         self.cache = MonthCache(memory_cache if memory_cache is not None else shared_memory_cache(), disk, ttl)
+        #: Seconds to wait for another process downloading the same month (see
+        #: :data:`LOCK_WAIT`) before downloading it here.
+        self.lock_wait = LOCK_WAIT
         self._lock = threading.Lock()
         self._users = 0
         self._retired = False
@@ -236,7 +250,7 @@ class Client:
             failure: BaseException | None = None
             try:
                 if mine:
-                    self._download(query, mine, parts, origin, report)
+                    self._download(query, mine, parts, origin, report, refresh)
                 for key, fut in theirs.items():
                     parts[key.month] = fut.result()
                     origin[str(key.month)] = "download"
@@ -267,20 +281,131 @@ class Client:
         parts: dict[Month, pa.Table],
         origin: dict[str, str],
         report: Callable[..., None],
+        refresh: bool = False,
     ) -> None:
+        """Fetch this thread's months from the source. With a disk cache, each month is
+        first locked across processes: a month another process is downloading is waited
+        for (at most ``lock_wait`` seconds) and read from its file instead."""
         by_month = {key.month: key for key in mine}
-        lock = threading.Lock()
+        guard = threading.Lock()
+        held: dict[CacheKey, MonthLock] = {}
 
-        def on_month(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
-            key = by_month[month]
-            self.cache.put(key, table, raw)
-            with lock:
-                parts[month] = table
-                origin[str(month)] = "download"
+        def deliver(key: CacheKey, table: pa.Table, where: str) -> None:
+            with guard:
+                parts[key.month] = table
+                origin[str(key.month)] = where
             mine[key].set_result(table)
             report()
 
-        self.source.fetch_months(query, sorted(by_month), on_month)
+        def on_month(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
+            key = by_month[month]
+            # Every source's months pass here: the bars must lie inside the month asked for.
+            check_span(table, month.first_day, month.last_day, str(month))
+            self.cache.put(key, table, raw)
+            with guard:
+                taken = held.pop(key, None)
+            if taken is not None:
+                taken.release()  # its file is in place: a waiting process may read it
+            deliver(key, table, "download")
+
+        busy: dict[CacheKey, MonthLock] = {}
+        try:
+            todo = self._lock_months(sorted(by_month.values(), key=lambda k: k.month), held, busy, deliver, refresh)
+            if todo:
+                self.source.fetch_months(query, todo, on_month)
+            with guard:
+                locks = list(held.values())  # a month the source did not hand over
+                held.clear()
+            for taken in locks:
+                taken.release()  # hold nothing while waiting for other processes
+            if busy:
+                again = self._wait_for_others(busy, held, deliver)
+                if again:
+                    self.source.fetch_months(query, again, on_month)
+        finally:
+            with guard:
+                locks = [*held.values(), *busy.values()]
+                held.clear()
+            for taken in locks:
+                taken.release()
+
+    def _lock_months(
+        self,
+        keys: list[CacheKey],
+        held: dict[CacheKey, MonthLock],
+        busy: dict[CacheKey, MonthLock],
+        deliver: Callable[[CacheKey, pa.Table, str], None],
+        refresh: bool,
+    ) -> list[Month]:
+        """The months to download now (locked here in ``held``, or not lockable); the
+        months another process holds go to ``busy``. A month whose file appeared
+        meanwhile is delivered from it."""
+        if refresh or self.cache.disk is None:
+            return [k.month for k in keys]
+        todo: list[Month] = []
+        for key in keys:
+            lock = self.cache.lock(key)
+            try:
+                free = lock is not None and lock.try_acquire()
+            except OSError as exc:  # a lock must never fail a fetch: download as without one
+                log.debug("no lock for %s: %s", key.month, exc)
+                todo.append(key.month)
+                continue
+            if lock is not None and not free:
+                busy[key] = lock
+                continue
+            if lock is not None:
+                held[key] = lock
+            hit = self.cache.get(key)  # another process may have finished it just now
+            if hit is not None:
+                held.pop(key, None)
+                if lock is not None:
+                    lock.release()
+                deliver(key, hit[0], hit[1])
+            else:
+                todo.append(key.month)
+        return todo
+
+    def _wait_for_others(
+        self,
+        busy: dict[CacheKey, MonthLock],
+        held: dict[CacheKey, MonthLock],
+        deliver: Callable[[CacheKey, pa.Table, str], None],
+    ) -> list[Month]:
+        """Wait for the months other processes are downloading, reading each file once
+        its lock is free; the months still missing (that process failed, found the month
+        empty, or kept it past ``lock_wait``) are returned to be downloaded here."""
+        deadline = time.monotonic() + self.lock_wait
+        again: list[Month] = []
+        pause = 0.02
+        while busy:
+            for key, lock in list(busy.items()):
+                try:
+                    free = lock.try_acquire()
+                except OSError:
+                    free = None
+                if free is False and time.monotonic() < deadline:
+                    continue
+                del busy[key]
+                if free:
+                    held[key] = lock
+                else:
+                    lock.release()
+                    if free is False:
+                        log.info(
+                            "%s is still locked by another process after %.0f s; downloading it here", key.month, self.lock_wait
+                        )
+                hit = self.cache.get(key)
+                if hit is not None:
+                    held.pop(key, None)
+                    lock.release()
+                    deliver(key, hit[0], hit[1])
+                else:
+                    again.append(key.month)
+            if busy:
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.25)
+        return sorted(again)
 
     def fetch(
         self,
@@ -288,6 +413,7 @@ class Client:
         *,
         refresh: bool = False,
         progress: bool | ProgressCallback | None = None,
+        with_price: bool = False,
     ) -> pd.DataFrame:
         """Fetch a query as a pandas DataFrame.
 
@@ -302,11 +428,23 @@ class Client:
             refresh: ignore cached months and fetch again (the cache is updated).
             progress: ``True`` for a progress bar (shown only when something downloads),
                 or a callable receiving :class:`Progress`.
+            with_price: for a flow query, also fetch the ``ohlcv`` metric of the same
+                query and join ``open high low close`` on ``time`` (see :mod:`.price`);
+                a price fetch that fails leaves the flow whole and says why in
+                ``df.attrs["price"]``.
         """
+        if with_price and query.metric != "flow":
+            raise QueryError(f"with_price joins price onto flow; the {query.metric!r} metric has no price join")
         table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
         df = table_to_frame(table)
         df.attrs.update(self._attrs(query, origin, table))
-        return df
+        if not with_price:
+            return df
+        try:
+            price = self.fetch(dataclasses.replace(query, metric="ohlcv"), refresh=refresh, progress=progress)
+        except AperiodicError as exc:  # the flow is what was asked for: never lose it
+            return join_price(df, None, str(exc))
+        return join_price(df, price)
 
     async def fetch_async(self, query: Query, **kwargs: Any) -> pd.DataFrame:
         """:meth:`fetch` for ``await``: the work runs in a worker thread, so the event
@@ -344,7 +482,9 @@ class Client:
         """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...);
         the arguments are :func:`~aperiodic_jupyter.get_flow`'s."""
         q = make_query(exchange, symbol, interval, start, end, timestamp=options.get("timestamp", "exchange"), metric=metric)
-        return self.fetch(q, refresh=options.get("refresh", False), progress=options.get("progress"))
+        return self.fetch(
+            q, refresh=options.get("refresh", False), progress=options.get("progress"), with_price=options.get("with_price", False)
+        )
 
     def get_flow(
         self,
@@ -358,6 +498,18 @@ class Client:
         """Taker-flow metrics; see :func:`aperiodic_jupyter.get_flow`."""
         return self.get_metrics("flow", exchange, symbol, interval, start, end, **options)
 
+    def get_ohlcv(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: date | datetime | str,
+        end: date | datetime | str | None = None,
+        **options: Unpack[FetchOptions],
+    ) -> pd.DataFrame:
+        """Price bars; see :func:`aperiodic_jupyter.get_ohlcv`."""
+        return self.get_metrics("ohlcv", exchange, symbol, interval, start, end, **options)
+
 
 class FetchOptions(TypedDict, total=False):
     """Keyword options of every ``get_*`` call.
@@ -367,11 +519,13 @@ class FetchOptions(TypedDict, total=False):
         refresh: fetch again even if cached (the cache is updated).
         progress: ``True`` for a progress bar while months download, or a callable
             receiving :class:`~aperiodic_jupyter.Progress`.
+        with_price: flow only: join ``open high low close`` on ``time``.
     """
 
     timestamp: str
     refresh: bool
     progress: bool | ProgressCallback | None
+    with_price: bool
 
 
 _clients_lock = threading.Lock()

@@ -38,9 +38,9 @@ import pyarrow as pa
 
 from .errors import FormatError, QueryError
 from .query import INTERVALS, interval_ns
-from .schema import FLOW_FILE_SCHEMA, SIDES, SIZE_EDGES, SIZES, TIME
+from .schema import FLOW_FILE_SCHEMA, OHLCV_FILE_SCHEMA, SIDES, SIZE_EDGES, SIZES, TIME
 
-__all__ = ["compute_flow", "compute_flow_table", "order_size_shares", "TOXICITY_WINDOW", "Trades"]
+__all__ = ["compute_flow", "compute_flow_table", "compute_ohlcv_table", "order_size_shares", "TOXICITY_WINDOW", "Trades"]
 
 #: Bars in the trailing z-score windows of the toxicity score.
 TOXICITY_WINDOW = 20
@@ -161,22 +161,7 @@ def compute_flow_table(
 ) -> pa.Table:
     """Like :func:`compute_flow`, but return a table shaped like an API file: a naive
     ``time`` column (meaning UTC) and the file schema's dtypes."""
-    if interval not in INTERVALS:
-        raise QueryError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}")
-    tape = Trades.from_any(trades)
-    step = interval_ns(interval)
-    t = tape.time_ns
-    first_bar = _to_ns(start) // step if start is not None else (int(t[0]) // step if len(t) else 0)
-    if end is not None:
-        end_bar = -(-_to_ns(end) // step)  # exclusive: bars starting before `end`
-    else:
-        end_bar = int(t[-1]) // step + 1 if len(t) else first_bar
-    if start is not None or end is not None:
-        keep = (t >= first_bar * step) & (t < end_bar * step)
-        if not bool(keep.all()):
-            tape = Trades(t[keep], tape.price[keep], tape.qty[keep], tape.is_buy[keep])
-            t = tape.time_ns
-    n_bars = max(end_bar - first_bar, 0)
+    tape, step, first_bar, n_bars = _window(trades, interval, start, end)
     qty_by, notional_by, count_by, r2_sum = _accumulate(tape, first_bar, step, n_bars)
 
     vol = qty_by.sum(axis=2)  # (bars, side) base volume
@@ -223,14 +208,69 @@ def compute_flow_table(
                     value = _div(count_by[:, s, b], cnt[:, s])
                 columns[f"taker_{side}_{sz}_{kind}"] = value
 
-    times = (np.arange(first_bar, first_bar + n_bars, dtype=np.int64) * (step // 1000)).astype("datetime64[us]")
-    arrays = [pa.array(times, type=pa.timestamp("us"))]
+    arrays = [_bar_times(first_bar, n_bars, step)]
     for field in list(FLOW_FILE_SCHEMA)[1:]:
         arrays.append(pa.array(np.asarray(columns[field.name]).astype(field.type.to_pandas_dtype(), copy=False)))
     table = pa.Table.from_arrays(arrays, schema=FLOW_FILE_SCHEMA)
     if not fill_empty:
         table = table.filter(pa.array(total_c > 0))
     return table
+
+
+def _window(
+    trades: Any, interval: str, start: date | datetime | str | None, end: date | datetime | str | None
+) -> tuple[Trades, int, int, int]:
+    """The tape cut to ``[start, end)`` and its bars: ``(tape, step ns, first bar, bar count)``.
+    Without ``start``/``end`` the bars span the first to the last trade."""
+    if interval not in INTERVALS:
+        raise QueryError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}")
+    tape = Trades.from_any(trades)
+    step = interval_ns(interval)
+    t = tape.time_ns
+    first_bar = _to_ns(start) // step if start is not None else (int(t[0]) // step if len(t) else 0)
+    if end is not None:
+        end_bar = -(-_to_ns(end) // step)  # exclusive: bars starting before `end`
+    else:
+        end_bar = int(t[-1]) // step + 1 if len(t) else first_bar
+    if start is not None or end is not None:
+        keep = (t >= first_bar * step) & (t < end_bar * step)
+        if not bool(keep.all()):
+            tape = Trades(t[keep], tape.price[keep], tape.qty[keep], tape.is_buy[keep])
+    return tape, step, first_bar, max(end_bar - first_bar, 0)
+
+
+def _bar_times(first_bar: int, n_bars: int, step: int) -> pa.Array:
+    """Bar starts as naive microsecond timestamps (meaning UTC), as API files store them."""
+    times = (np.arange(first_bar, first_bar + n_bars, dtype=np.int64) * (step // 1000)).astype("datetime64[us]")
+    return pa.array(times, type=pa.timestamp("us"))
+
+
+def compute_ohlcv_table(
+    trades: Any,
+    interval: str,
+    *,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+) -> pa.Table:
+    """Price bars from a tape, shaped like an API ``ohlcv`` file: naive ``time`` (UTC bar
+    start), ``open high low close`` (quote per base: the first, highest, lowest and last
+    trade price of the bar), ``volume`` (base asset) and ``trades`` (count). Bars with
+    no trade are absent, as in the API's files."""
+    tape, step, first_bar, n_bars = _window(trades, interval, start, end)
+    bar = tape.time_ns // step - first_bar
+    starts = np.flatnonzero(np.r_[True, bar[1:] != bar[:-1]]) if len(bar) else np.array([], dtype=np.intp)
+    ends = np.r_[starts[1:], len(bar)].astype(np.intp)
+    price, qty = tape.price, tape.qty
+    columns = {
+        TIME: _bar_times(first_bar, n_bars, step).take(pa.array(bar[starts])) if len(starts) else pa.array([], pa.timestamp("us")),
+        "open": price[starts],
+        "high": np.maximum.reduceat(price, starts) if len(starts) else np.array([]),
+        "low": np.minimum.reduceat(price, starts) if len(starts) else np.array([]),
+        "close": price[ends - 1] if len(starts) else np.array([]),
+        "volume": np.add.reduceat(qty, starts) if len(starts) else np.array([]),
+        "trades": (ends - starts).astype(np.int64),
+    }
+    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in OHLCV_FILE_SCHEMA], schema=OHLCV_FILE_SCHEMA)
 
 
 def compute_flow(

@@ -37,6 +37,7 @@ TIMESTAMPS: tuple[str, ...] = ("exchange", "true")
 #: Metrics served on the same ``/data/{metric}`` path shape (the public client's list).
 METRICS: tuple[str, ...] = (
     "flow",
+    "ohlcv",
     "vtwap",
     "trade_size",
     "impact",

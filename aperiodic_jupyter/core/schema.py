@@ -78,3 +78,21 @@ COLUMN_GROUPS: dict[str, tuple[str, ...]] = {
     "toxicity": ("flow_toxicity_score", "flow_entropy"),
     "sizes": tuple(name for name, _, _ in _bucket_columns()),
 }
+
+
+#: An ``ohlcv`` file as the demo source writes it (the API's may carry more columns;
+#: they are passed through): ``time`` naive UTC bar start, prices in quote per base,
+#: ``volume`` in base asset, ``trades`` a count.
+OHLCV_FILE_SCHEMA = pa.schema(
+    [
+        pa.field(TIME, pa.timestamp("us")),
+        pa.field("open", pa.float64()),
+        pa.field("high", pa.float64()),
+        pa.field("low", pa.float64()),
+        pa.field("close", pa.float64()),
+        pa.field("volume", pa.float64()),
+        pa.field("trades", pa.int64()),
+    ]
+)
+#: The price columns joined onto flow frames by ``with_price``.
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")

@@ -1,8 +1,9 @@
 """Altair views of a flow frame. Views never fetch: they take a frame and return a chart.
 
-``flow_chart(df)`` stacks six panels that share one UTC time axis — volume delta,
-taker buy vs sell volume, buy share with its 50 % line, buyers' and sellers' order-size
-mix, toxicity and entropy — above an overview strip whose brush zooms them all. The
+``flow_chart(df, panels=...)`` stacks the chosen panels (:data:`PANELS`: price, CVD,
+volume delta, buy vs sell volume, buy share, order-size mix, toxicity, entropy, and the
+price-vs-delta divergence view) on one UTC time axis above an overview strip whose
+brush zooms them all. The
 brush is the ``brush`` selection of the chart (read it back through
 ``alt.JupyterChart(...).selections.brush``).
 
@@ -15,6 +16,7 @@ from the sums, entropy and toxicity are averaged, and the chart says so.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import altair as alt
@@ -23,8 +25,19 @@ import pandas as pd
 
 from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIDES, SIZES
+from .panel_choice import DEFAULT_PANELS, PANELS, PRICE_PANELS, parse_panels
 
-__all__ = ["flow_chart", "downsample", "chart_frame", "brushed_range", "BRUSH", "MAX_POINTS"]
+__all__ = [
+    "flow_chart",
+    "downsample",
+    "chart_frame",
+    "brushed_range",
+    "parse_panels",
+    "BRUSH",
+    "MAX_POINTS",
+    "PANELS",
+    "DEFAULT_PANELS",
+]
 
 BRUSH = "brush"
 _DATASET = "flow"
@@ -40,6 +53,8 @@ _ADDITIVE = [
     "volume_delta_notional",
 ] + [f"taker_{side}_{size}_order_volume" for side in SIDES for size in SIZES]
 _MEAN = ["flow_entropy", "flow_toxicity_score"]
+# How price bars aggregate: the first open, the highest high, the lowest low, the last close.
+_PRICE_AGG = {"open": "first", "high": "max", "low": "min", "close": "last"}
 # Short keys: chart data is JSON records, so every key is repeated on every row.
 _SHORT = {
     "volume_delta": "delta",
@@ -48,7 +63,9 @@ _SHORT = {
     "taker_buy_sell_percentage": "buy_pct",
     "flow_toxicity_score": "tox",
     "flow_entropy": "ent",
+    "volume_delta_notional": "dn",
 }
+_SHORT_PRICE = {"open": "o", "high": "h", "low": "l", "close": "c"}
 BUY_COLOR, SELL_COLOR = "#1a9850", "#d73027"
 SIZE_COLORS = ["#fdae61", "#74add1", "#313695"]
 
@@ -61,14 +78,19 @@ def _bar_seconds(times: pd.Series) -> float:
 
 def downsample(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.DataFrame, str | None]:
     """At most ``max_points`` bars: the frame itself, or the finest coarser interval
-    (30s, 1m, ... 1d, 1w) that fits, with sums summed and ratios recomputed. Returns
-    ``(frame, new interval or None)``."""
+    (30s, 1m, ... 1d, 1w) that fits, with sums summed, ratios recomputed and price bars
+    merged (first open, highest high, lowest low, last close). Returns ``(frame, new
+    interval or None)``."""
     if len(df) <= max_points:
         return df, None
     times = df["time"]
-    span = (times.iloc[-1] - times.iloc[0]).total_seconds() + _bar_seconds(times)
     bar = _bar_seconds(times)
-    fits = [(r, lab) for r, lab in _RULES if pd.Timedelta(r).total_seconds() > bar and span / pd.Timedelta(r).total_seconds() <= max_points]
+    span = (times.iloc[-1] - times.iloc[0]).total_seconds() + bar
+    fits = [
+        (r, lab)
+        for r, lab in _RULES
+        if pd.Timedelta(r).total_seconds() > bar and span / pd.Timedelta(r).total_seconds() <= max_points
+    ]
     rule, label = fits[0] if fits else _RULES[-1]
     # Sub-day bins align to the epoch (so 4h bars start at 00:00 UTC); pandas aligns day bins itself.
     grouped = df.set_index("time").resample(rule, **({} if rule.endswith("D") else {"origin": "epoch"}))
@@ -77,6 +99,9 @@ def downsample(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.DataF
     for c in _MEAN:
         if c in df.columns:
             out[c] = grouped[c].mean()
+    for c, how in _PRICE_AGG.items():
+        if c in df.columns:
+            out[c] = grouped[c].agg(how)
     out = out[grouped.size() > 0]
     buy, sell = out["taker_buy_volume"].astype("float64"), out["taker_sell_volume"].astype("float64")
     total = buy + sell
@@ -107,11 +132,237 @@ def chart_frame(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.Data
     for side in SIDES:
         for size in SIZES:
             out[f"{side}_{size}"] = _round(small[f"taker_{side}_{size}_order_volume"], 4)
+    if "close" in small.columns:
+        for col, short in _SHORT_PRICE.items():
+            out[short] = _round(small[col], 8)
     return out, agg
 
 
-def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 720, title: str | None = None) -> alt.VConcatChart:
-    """The linked flow views of one symbol's frame (see module docstring)."""
+#: One panel as Altair builds it.
+_View = alt.Chart | alt.LayerChart | alt.FacetChart
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every panel builder needs: the data, the shared x axis and brush, units."""
+
+    base: alt.Chart
+    x: alt.X
+    brush: alt.Parameter
+    tip: alt.Tooltip
+    data: pd.DataFrame
+    interval: str
+    width: int
+
+
+def _price(c: _Context) -> _View:
+    # Candles while each has room to be seen; a close line once they would be slivers.
+    title = "Price (quote per base)"
+    y = alt.Y("c:Q", title="price (quote)", scale=alt.Scale(zero=False))
+    tips = [c.tip] + [alt.Tooltip(f"{k}:Q", title=name, format=",.6~g") for name, k in _SHORT_PRICE.items()]
+    if len(c.data) <= c.width // 4:
+        up = alt.when(alt.datum.c >= alt.datum.o).then(alt.value(BUY_COLOR)).otherwise(alt.value(SELL_COLOR))
+        wick = c.base.mark_rule().encode(
+            x=c.x, y=alt.Y("l:Q", title="price (quote)", scale=alt.Scale(zero=False)), y2="h:Q", color=up
+        )
+        body = c.base.mark_bar().encode(x=c.x, y="o:Q", y2="c:Q", color=up, tooltip=tips)
+        return alt.layer(wick, body).properties(title=f"{title}: candles", height=140)
+    line = c.base.mark_line(strokeWidth=1, color="#333").encode(x=c.x, y=y, tooltip=tips)
+    return line.properties(title=f"{title}: close", height=140)
+
+
+def _cvd(c: _Context) -> _View:
+    # Recomputed over the brushed range: the filter keeps the zoomed bars, the window
+    # sums from the first of them, so CVD always starts at 0 at the left edge.
+    cum = c.base.transform_filter(c.brush).transform_window(
+        cvd="sum(delta)", cvd_n="sum(dn)", sort=[alt.SortField("time")], frame=[None, 0]
+    )
+    base_line = cum.mark_line(strokeWidth=1.5, color="#2166ac").encode(
+        x=c.x,
+        y=alt.Y("cvd:Q", title="CVD (base)", axis=alt.Axis(titleColor="#2166ac")),
+        tooltip=[
+            c.tip,
+            alt.Tooltip("cvd:Q", title="CVD (base)", format=",.4f"),
+            alt.Tooltip("cvd_n:Q", title="CVD (notional)", format=",.0f"),
+        ],
+    )
+    notional = cum.mark_line(strokeWidth=1, strokeDash=[4, 2], color="#b35806").encode(
+        x=c.x, y=alt.Y("cvd_n:Q", title="CVD (notional, quote)", axis=alt.Axis(titleColor="#b35806", format="~s"))
+    )
+    return (
+        alt.layer(base_line, notional)
+        .resolve_scale(y="independent")
+        .properties(title="Cumulative volume delta from the first bar in view: base (solid) and notional (dashed)", height=110)
+    )
+
+
+def _delta(c: _Context) -> _View:
+    return (
+        c.base.mark_bar()
+        .encode(
+            x=c.x,
+            y=alt.Y("delta:Q", title="volume delta (base)"),
+            color=alt.when(alt.datum.delta >= 0).then(alt.value(BUY_COLOR)).otherwise(alt.value(SELL_COLOR)),
+            tooltip=[c.tip, alt.Tooltip("delta:Q", title="volume delta (base)", format=",.4f")],
+        )
+        .properties(title="Volume delta per bar (taker buy − sell, base asset)")
+    )
+
+
+def _volumes(c: _Context) -> _View:
+    return (
+        c.base.transform_fold(["buy", "sell"], as_=["side", "volume"])
+        .mark_line(strokeWidth=1)
+        .encode(
+            x=c.x,
+            y=alt.Y("volume:Q", title="volume (base)"),
+            color=alt.Color(
+                "side:N",
+                scale=alt.Scale(domain=["buy", "sell"], range=[BUY_COLOR, SELL_COLOR]),
+                legend=alt.Legend(orient="top", title=None),
+            ),
+        )
+        .properties(title="Taker buy vs sell volume (base asset)")
+    )
+
+
+def _buy_share(c: _Context) -> _View:
+    return alt.layer(
+        c.base.mark_line(strokeWidth=1, color="#4c78a8").encode(
+            x=c.x,
+            y=alt.Y("buy_pct:Q", title="taker buy share", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            tooltip=[c.tip, alt.Tooltip("buy_pct:Q", title="taker buy share", format=".1%")],
+        ),
+        alt.Chart().mark_rule(strokeDash=[4, 4], color="#666").encode(y=alt.datum(0.5)),
+    ).properties(title="Taker buy percentage of volume (50 % = balanced)")
+
+
+def _mix(c: _Context, side: str) -> _View:
+    # Log scale: large trades carry most notional, so small and medium would vanish
+    # in a linear stack; on a log axis each bucket's level and swings stay readable.
+    cols: list[Any] = [f"{side}_{size}" for size in SIZES]
+    return (
+        c.base.transform_fold(cols, as_=["bucket", "notional"])
+        .transform_filter("datum.notional > 0")
+        .mark_line(strokeWidth=1)
+        .encode(
+            x=c.x,
+            y=alt.Y("notional:Q", scale=alt.Scale(type="log"), title="notional (quote)", axis=alt.Axis(format="~s", tickCount=3)),
+            color=alt.Color(
+                "bucket:N",
+                scale=alt.Scale(domain=cols, range=SIZE_COLORS),
+                legend=alt.Legend(orient="top", title=None, labelExpr="split(datum.label, '_')[1]"),
+            ),
+            tooltip=[c.tip, alt.Tooltip("bucket:N"), alt.Tooltip("notional:Q", format=",.0f")],
+        )
+        .properties(
+            title=f"{'Buyers' if side == 'buy' else 'Sellers'}' order-size mix: notional by size (small < $100 ≤ medium < $1,000 ≤ large)",
+            height=90,
+        )
+    )
+
+
+def _sizes(c: _Context) -> list[_View]:
+    return [_mix(c, "buy"), _mix(c, "sell")]
+
+
+def _toxicity(c: _Context) -> _View:
+    return (
+        c.base.mark_line(strokeWidth=1, color="#7b3294")
+        .encode(
+            x=c.x,
+            y=alt.Y("tox:Q", title="toxicity (z × z)"),
+            tooltip=[c.tip, alt.Tooltip("tox:Q", title="toxicity", format=".2f")],
+        )
+        .properties(title="Flow toxicity score", height=80)
+    )
+
+
+def _entropy(c: _Context) -> _View:
+    return (
+        c.base.mark_line(strokeWidth=1, color="#008837")
+        .encode(
+            x=c.x,
+            y=alt.Y("ent:Q", title="entropy (nats)", scale=alt.Scale(domain=[0, 0.7])),
+            tooltip=[c.tip, alt.Tooltip("ent:Q", title="entropy", format=".3f")],
+        )
+        .properties(title="Flow entropy (ln 2 ≈ 0.693 = balanced)", height=80)
+    )
+
+
+def divergence_summary(data: pd.DataFrame, interval: str) -> str:
+    """One line: the correlation of each bar's price change with its volume delta."""
+    ret = data["c"] / data["o"] - 1.0
+    ok = ret.notna() & data["dn"].notna()
+    if ok.sum() < 3 or ret[ok].std() == 0 or data["dn"][ok].std() == 0:
+        return "Price change vs volume delta: too few bars for a correlation"
+    r = float(np.corrcoef(data["dn"][ok], ret[ok])[0, 1])
+    lean = "buying lifts price" if r > 0.1 else "selling lifts price" if r < -0.1 else "no clear relation"
+    return f"Price change vs volume delta per {interval} bar: r = {r:+.2f} over {int(ok.sum()):,} bars ({lean})"
+
+
+def _divergence(c: _Context) -> _View:
+    # Not a time panel: it follows the brush by filtering to the zoomed bars.
+    pts = c.base.transform_filter(c.brush).transform_calculate(ret="(datum.c / datum.o - 1) * 100")
+    x = alt.X("dn:Q", title="volume delta (notional, quote)", axis=alt.Axis(format="~s"))
+    y = alt.Y("ret:Q", title="price change (%)")
+    dots = pts.mark_circle(size=14, opacity=0.5, color="#4c78a8").encode(
+        x=x,
+        y=y,
+        tooltip=[
+            c.tip,
+            alt.Tooltip("dn:Q", title="delta (notional)", format=",.0f"),
+            alt.Tooltip("ret:Q", title="change %", format=".3f"),
+        ],
+    )
+    fit = pts.transform_regression("dn", "ret").mark_line(color="#b2182b", strokeWidth=1.5).encode(x=x, y=y)
+    return alt.layer(dots, fit).properties(title=divergence_summary(c.data, c.interval), height=180, width=c.width // 2)
+
+
+_BUILDERS: dict[str, Any] = {
+    "price": _price,
+    "cvd": _cvd,
+    "delta": _delta,
+    "volumes": _volumes,
+    "buy_share": _buy_share,
+    "sizes": _sizes,
+    "toxicity": _toxicity,
+    "entropy": _entropy,
+    "divergence": _divergence,
+}
+
+
+#: One label style per tick step, so an axis never mixes "Tue 02" with "Jan 14" and
+#: zooming in still gives readable ticks (a Vega multi-format; a utc scale formats in UTC).
+_TIME_AXIS = alt.Axis(
+    format={  # type: ignore[arg-type]
+        "year": "%Y",
+        "quarter": "%b %Y",
+        "month": "%b %Y",
+        "week": "%b %d",
+        "date": "%b %d",
+        "hours": "%H:%M",
+        "minutes": "%H:%M",
+        "seconds": "%H:%M:%S",
+        "milliseconds": "%S.%L",
+    },
+    labelOverlap=True,
+)
+
+
+def flow_chart(
+    df: pd.DataFrame,
+    *,
+    panels: str | list[str] | tuple[str, ...] | None = None,
+    max_points: int = MAX_POINTS,
+    width: int = 720,
+    title: str | None = None,
+) -> alt.VConcatChart:
+    """The linked views of one symbol's frame (see module docstring and :data:`PANELS`).
+
+    Price panels are drawn when the frame has price columns (``with_price=True``);
+    otherwise they are left out and the subtitle says why."""
+    chosen = parse_panels(panels)
     attrs: dict[str, Any] = dict(df.attrs)
     data, agg = chart_frame(df, max_points)
     q = attrs.get("query", {})
@@ -126,108 +377,43 @@ def flow_chart(df: pd.DataFrame, *, max_points: int = MAX_POINTS, width: int = 7
         subtitle.append(
             f"{len(df):,} {q.get('interval', '')} bars aggregated to {len(data):,} {agg} bars for display; sums summed, entropy and toxicity averaged"
         )
+    if "c" not in data.columns and PRICE_PANELS & set(chosen):
+        why = (attrs.get("price") or {}).get("error") or "the frame has no price columns (fetch with with_price=True)"
+        subtitle.append(f"no price panel: {why}")
+        chosen = tuple(p for p in chosen if p not in PRICE_PANELS)
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
-    x_axis = alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush))
     # JSON has no NaN: pandas writes missing values as null, which Vega skips. The rows
     # live once, in the top-level datasets; panels refer to them by name (Altair deep-
     # copies every panel while composing, and inline rows would be copied each time).
     records = json.loads(data.to_json(orient="records"))
-    base = alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110)
-    tooltip_time = alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)")
-
-    delta = (
-        base.mark_bar()
-        .encode(
-            x=x_axis,
-            y=alt.Y("delta:Q", title="volume delta (base)"),
-            color=alt.when(alt.datum.delta >= 0).then(alt.value(BUY_COLOR)).otherwise(alt.value(SELL_COLOR)),
-            tooltip=[tooltip_time, alt.Tooltip("delta:Q", title="volume delta (base)", format=",.4f")],
-        )
-        .properties(title="Volume delta per bar (taker buy − sell, base asset)")
+    ctx = _Context(
+        base=alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110),
+        x=alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS),
+        brush=brush,
+        tip=alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)"),
+        data=data,
+        interval=agg or str(q.get("interval", "")),
+        width=width,
     )
-
-    volumes = (
-        base.transform_fold(["buy", "sell"], as_=["side", "volume"])
-        .mark_line(strokeWidth=1)
-        .encode(
-            x=x_axis,
-            y=alt.Y("volume:Q", title="volume (base)"),
-            color=alt.Color(
-                "side:N",
-                scale=alt.Scale(domain=["buy", "sell"], range=[BUY_COLOR, SELL_COLOR]),
-                legend=alt.Legend(orient="top", title=None),
-            ),
-        )
-        .properties(title="Taker buy vs sell volume (base asset)")
-    )
-
-    pct = alt.layer(
-        base.mark_line(strokeWidth=1, color="#4c78a8").encode(
-            x=x_axis,
-            y=alt.Y("buy_pct:Q", title="taker buy share", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            tooltip=[tooltip_time, alt.Tooltip("buy_pct:Q", title="taker buy share", format=".1%")],
-        ),
-        alt.Chart().mark_rule(strokeDash=[4, 4], color="#666").encode(y=alt.datum(0.5)),
-    ).properties(title="Taker buy percentage of volume (50 % = balanced)")
-
-    def mix(side: str) -> alt.Chart:
-        # Log scale: large trades carry most notional, so small and medium would vanish
-        # in a linear stack; on a log axis each bucket's level and swings stay readable.
-        cols: list[Any] = [f"{side}_{size}" for size in SIZES]
-        return (
-            base.transform_fold(cols, as_=["bucket", "notional"])
-            .transform_filter("datum.notional > 0")
-            .mark_line(strokeWidth=1)
-            .encode(
-                x=x_axis,
-                y=alt.Y(
-                    "notional:Q", scale=alt.Scale(type="log"), title="notional (quote)", axis=alt.Axis(format="~s", tickCount=3)
-                ),
-                color=alt.Color(
-                    "bucket:N",
-                    scale=alt.Scale(domain=cols, range=SIZE_COLORS),
-                    legend=alt.Legend(orient="top", title=None, labelExpr="split(datum.label, '_')[1]"),
-                ),
-                tooltip=[tooltip_time, alt.Tooltip("bucket:N"), alt.Tooltip("notional:Q", format=",.0f")],
-            )
-            .properties(
-                title=f"{'Buyers' if side == 'buy' else 'Sellers'}' order-size mix: notional by size (small < $100 ≤ medium < $1,000 ≤ large)",
-                height=90,
-            )
-        )
-
-    tox = (
-        base.mark_line(strokeWidth=1, color="#7b3294")
-        .encode(
-            x=x_axis,
-            y=alt.Y("tox:Q", title="toxicity (z × z)"),
-            tooltip=[tooltip_time, alt.Tooltip("tox:Q", title="toxicity", format=".2f")],
-        )
-        .properties(title="Flow toxicity score", height=80)
-    )
-    ent = (
-        base.mark_line(strokeWidth=1, color="#008837")
-        .encode(
-            x=x_axis,
-            y=alt.Y("ent:Q", title="entropy (nats)", scale=alt.Scale(domain=[0, 0.7])),
-            tooltip=[tooltip_time, alt.Tooltip("ent:Q", title="entropy", format=".3f")],
-        )
-        .properties(title="Flow entropy (ln 2 ≈ 0.693 = balanced)", height=80)
-    )
-
+    views: list[Any] = []
+    for name in chosen:
+        built = _BUILDERS[name](ctx)
+        views += built if isinstance(built, list) else [built]
     overview = (
-        base.mark_area(color="#9ecae1")
+        ctx.base.mark_area(color="#9ecae1")
         .encode(
             x=alt.X(
-                "time:T", title="time (UTC) — drag here to zoom all panels, double-click to reset", scale=alt.Scale(type="utc")
+                "time:T",
+                title="time (UTC) — drag here to zoom all panels, double-click to reset",
+                scale=alt.Scale(type="utc"),
+                axis=_TIME_AXIS,
             ),
             y=alt.Y("buy:Q", title=None, axis=None),
         )
         .add_params(brush)
         .properties(height=50)
     )
-
-    chart = alt.vconcat(delta, volumes, pct, mix("buy"), mix("sell"), tox, ent, overview, spacing=12)
+    chart = alt.vconcat(*views, overview, spacing=12)
     return (
         chart.properties(
             datasets={_DATASET: records},

@@ -30,6 +30,7 @@ from ..core.settings import SOURCES
 from ..core.symbols import base_symbols
 from ..core.venues import EXCHANGES, resolve_exchange
 from .panel import FlowPanel, js_path, summary_line
+from .panel_choice import DEFAULT_PANELS, PANELS, PRICE_PANELS, parse_panels
 from .text_fallback import TextFallback
 
 __all__ = ["FlowExplorer", "FlowSelector"]
@@ -46,6 +47,7 @@ class FlowSelector(anywidget.AnyWidget):
     timestamps = traitlets.List(list(TIMESTAMPS)).tag(sync=True)
     sources = traitlets.List(list(SOURCES)).tag(sync=True)
     symbol_options: traitlets.List[str] = traitlets.List([]).tag(sync=True)
+    panel_options = traitlets.List(list(PANELS)).tag(sync=True)
 
     exchange = traitlets.Unicode("binance-futures").tag(sync=True)
     symbol = traitlets.Unicode("BTC").tag(sync=True)
@@ -53,6 +55,7 @@ class FlowSelector(anywidget.AnyWidget):
     range_text = traitlets.Unicode("2024-01..2024-03").tag(sync=True)
     timestamp = traitlets.Unicode("exchange").tag(sync=True)
     source = traitlets.Unicode("auto").tag(sync=True)
+    panels = traitlets.List(list(DEFAULT_PANELS)).tag(sync=True)
 
     loading = traitlets.Bool(False).tag(sync=True)
     progress_done = traitlets.Int(0).tag(sync=True)
@@ -95,12 +98,19 @@ class FlowExplorer(TextFallback, widgets.VBox):
         *,
         timestamp: str = "exchange",
         source: str = "auto",
+        panels: str | list[str] | tuple[str, ...] | None = None,
         client: Client | None = None,
         **kwargs: Any,
     ) -> None:
         exchange = resolve_exchange(exchange)  # "okx" must select the okx-perps option
         self.selector = FlowSelector(
-            exchange=exchange, symbol=symbol, interval=interval, range_text=range, timestamp=timestamp, source=source
+            exchange=exchange,
+            symbol=symbol,
+            interval=interval,
+            range_text=range,
+            timestamp=timestamp,
+            source=source,
+            panels=list(parse_panels(panels)),
         )
         self.selector.symbol_options = base_symbols(exchange)
         self.output = widgets.Box(layout=widgets.Layout(flex_flow="column"))
@@ -121,9 +131,9 @@ class FlowExplorer(TextFallback, widgets.VBox):
         return f"FlowExplorer: {s.exchange} {s.symbol} {s.interval} {s.range_text}, not loaded"
 
     @classmethod
-    def from_query(cls, query: Query, *, source: str = "auto") -> FlowExplorer:
+    def from_query(cls, query: Query, *, source: str = "auto", panels: tuple[str, ...] | None = None) -> FlowExplorer:
         text = f"{query.start.isoformat()}..{query.end.isoformat()}"
-        return cls(query.exchange, query.symbol, query.interval, text, timestamp=query.timestamp, source=source)
+        return cls(query.exchange, query.symbol, query.interval, text, timestamp=query.timestamp, source=source, panels=panels)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -134,6 +144,8 @@ class FlowExplorer(TextFallback, widgets.VBox):
                 for name in ("exchange", "symbol", "interval", "range_text", "timestamp", "source"):
                     if name in fields:
                         setattr(self.selector, name, str(fields[name]))
+                if isinstance(fields.get("panels"), list):
+                    self.selector.panels = [str(p) for p in fields["panels"]]
             self.load(wait=False)
 
     def load(self, *, wait: bool = True) -> pd.DataFrame | None:
@@ -145,6 +157,7 @@ class FlowExplorer(TextFallback, widgets.VBox):
             return None
         try:
             q = make_query(s.exchange, s.symbol, s.interval, s.range_text, timestamp=s.timestamp)
+            panels = parse_panels(s.panels)
         except AperiodicError as exc:
             s.error = str(exc)
             s.status = ""
@@ -157,7 +170,7 @@ class FlowExplorer(TextFallback, widgets.VBox):
             s.loading = True
             s.progress_done = s.progress_total = s.progress_cached = 0
         result: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._fetch, args=(q, result), name="aperiodic-explorer", daemon=True)
+        self._thread = threading.Thread(target=self._fetch, args=(q, panels, result), name="aperiodic-explorer", daemon=True)
         self._thread.start()
         if wait:
             self._thread.join()
@@ -172,12 +185,13 @@ class FlowExplorer(TextFallback, widgets.VBox):
             self.selector.progress_done = p.done
             self.selector.progress_cached = p.cached
 
-    def _fetch(self, q: Query, result: dict[str, Any]) -> None:
+    def _fetch(self, q: Query, panels: tuple[str, ...], result: dict[str, Any]) -> None:
         s = self.selector
         try:
             client = self._client or default_client(s.source)
-            df = client.fetch(q, progress=self._progress)
-            panel = FlowPanel(df, show_summary=False)  # the selector shows the summary
+            # Price comes along when a price panel is drawn; a price failure keeps the flow.
+            df = client.fetch(q, progress=self._progress, with_price=bool(PRICE_PANELS & set(panels)))
+            panel = FlowPanel(df, panels=panels, show_summary=False)  # the selector shows the summary
             panel.observe(self._on_brush, ["brush_range"])
             self.panel = panel
             self.output.children = [panel]

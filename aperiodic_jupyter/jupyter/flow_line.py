@@ -18,6 +18,7 @@ from ..core.schema import COLUMN_GROUPS, FLOW_COLUMNS
 from ..core.settings import SOURCES
 from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
 from .namespace import check_variable_name
+from .panel_choice import DEFAULT_PANELS, PANELS, parse_panels
 
 __all__ = ["FlowLine", "parse_flow_line", "GRAMMAR", "OPTION_VALUES", "FLAGS"]
 
@@ -30,6 +31,7 @@ OPTION_VALUES: dict[str, list[str]] = {
     "--source": list(SOURCES),
     "--columns": list(COLUMN_GROUPS),
     "--metric": list(METRICS),
+    "--panels": [*PANELS, "all"],
 }
 #: Options that cannot be combined with ``--widget``, and why, in one line each.
 _NOT_WITH_WIDGET = {
@@ -58,6 +60,7 @@ def _parser() -> _Parser:
     p.add_argument("-s", "--source", default="auto", help="auto (default: api when a key is set, else demo), api or demo")
     p.add_argument("-c", "--columns", default=None, help=f"column groups or names for the returned frame: {', '.join(COLUMN_GROUPS)}")
     p.add_argument("-m", "--metric", default="flow", help="another metric on /data/{metric}: " + ", ".join(METRICS[1:]))
+    p.add_argument("-p", "--panels", default=None, help=f"chart panels, comma-separated: {', '.join(PANELS)}, or all (default: {','.join(DEFAULT_PANELS)})")
     p.add_argument("-o", "--out", default=None, help="bind the result to this variable and still show it")
     p.add_argument("--no-cache", dest="refresh", action="store_true", help="fetch again even if cached (the cache is updated)")
     p.add_argument("--no-chart", dest="chart", action="store_false", help="return the frame as a table instead of the view")
@@ -105,6 +108,7 @@ GRAMMAR = (
     "  df = %flow binance BTC 1h 2024-01             # a plain DataFrame, no view\n"
     "  %flow okx BTC,ETH 15m 7d -o flows             # bind `flows` and show the view\n"
     "  %flow binance BTC 1m 2024-01-15 -c volumes,toxicity --no-chart\n"
+    "  %flow binance BTC 15m 2024-03 -p price,cvd,divergence   # choose the chart's panels\n"
     "  %flow binance BTC 1h 2024 --dry-run           # months needed, and which are cached\n"
     "  %flow --set-key                               # type the API key at a hidden prompt\n"
 )
@@ -118,6 +122,7 @@ class FlowLine:
         queries: one :class:`~aperiodic_jupyter.Query` per symbol.
         source: ``auto``, ``api`` or ``demo``.
         columns: columns to keep in the returned frame, or ``None`` for all.
+        panels: the chart panels to draw.
         out: variable to bind the result to, or ``None``.
         refresh: fetch again even if cached.
         chart: show the view (``False``: return the table).
@@ -129,6 +134,7 @@ class FlowLine:
     queries: tuple[Query, ...] = ()
     source: str = "auto"
     columns: tuple[str, ...] | None = None
+    panels: tuple[str, ...] = DEFAULT_PANELS
     out: str | None = None
     refresh: bool = False
     chart: bool = True
@@ -169,6 +175,7 @@ def parse_flow_line(line: str) -> FlowLine:
         queries=queries,
         source=source,
         columns=_columns(args.columns),
+        panels=parse_panels(args.panels),
         out=args.out,
         refresh=args.refresh,
         chart=args.chart,

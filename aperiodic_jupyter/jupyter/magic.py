@@ -32,6 +32,7 @@ from ..core.query import INTERVALS
 from ..core.settings import settings
 from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
 from .flow_line import FLAGS, GRAMMAR, OPTION_VALUES, FlowLine, parse_flow_line
+from .panel_choice import PRICE_PANELS
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -62,9 +63,11 @@ class FlowMagics(Magics):
             from .explorer import FlowExplorer
 
             q = request.queries[0]
-            explorer = FlowExplorer.from_query(q, source=request.source)
+            explorer = FlowExplorer.from_query(q, source=request.source, panels=request.panels)
             return self._bind(request, explorer, show=True, assigned=assigned)
-        frames = _fetch(request)  # fetch
+        # The chart reads flow against price: fetch price too when a price panel is drawn.
+        charted = not assigned and request.chart and request.metric == "flow"
+        frames = _fetch(request, with_price=charted and bool(PRICE_PANELS & set(request.panels)))  # fetch
         return self._show(request, frames, assigned=assigned)  # show
 
     @property
@@ -94,7 +97,7 @@ class FlowMagics(Magics):
             return self._bind(request, result, show=False, assigned=assigned)
         if request.out:
             self._namespace[request.out] = result
-        display(_panels(frames, self._namespace))
+        display(_panels(frames, request.panels, self._namespace))
         return None
 
 
@@ -113,9 +116,9 @@ def _plan(request: FlowLine) -> pd.DataFrame:
     return pd.concat(plans, ignore_index=True)
 
 
-def _fetch(request: FlowLine) -> list[pd.DataFrame]:
+def _fetch(request: FlowLine, *, with_price: bool = False) -> list[pd.DataFrame]:
     client = default_client(request.source)
-    return [client.fetch(q, refresh=request.refresh, progress=True) for q in request.queries]
+    return [client.fetch(q, refresh=request.refresh, progress=True, with_price=with_price) for q in request.queries]
 
 
 def _select(df: pd.DataFrame, columns: tuple[str, ...] | None) -> pd.DataFrame:
@@ -146,15 +149,15 @@ def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _panels(frames: list[pd.DataFrame], namespace: dict[str, Any]) -> Any:
+def _panels(frames: list[pd.DataFrame], panels: tuple[str, ...], namespace: dict[str, Any]) -> Any:
     from .panel import FlowPanel
 
-    panels = [FlowPanel(f, namespace=namespace) for f in frames]
-    if len(panels) == 1:
-        return panels[0]
+    views = [FlowPanel(f, panels=panels, namespace=namespace) for f in frames]
+    if len(views) == 1:
+        return views[0]
     import ipywidgets as widgets
 
-    tabs = widgets.Tab(children=panels)
+    tabs = widgets.Tab(children=views)
     for i, f in enumerate(frames):
         tabs.set_title(i, f.attrs["query"]["symbol"].split("-")[1])
     return tabs
@@ -189,7 +192,7 @@ _TARGET_LOADS = frozenset({"BINARY_SUBSCR", "EXTENDED_ARG", "CACHE", "NOP"})
 
 # -- completion --------------------------------------------------------------------------
 
-_SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric"}
+_SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric", "-p": "--panels"}
 _OPTION_VALUES = {**OPTION_VALUES, **{short: OPTION_VALUES[full] for short, full in _SHORT.items()}}
 _MAGIC_LINE = re.compile(r"^\s*(?:[\w, :.\[\]'\"]+=\s*)?%flow\s(.*)$")
 

@@ -18,7 +18,8 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart
+from ..core.price import price_status
+from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart, parse_panels
 from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
 from .namespace import check_variable_name
 from .text_fallback import TextFallback
@@ -62,6 +63,9 @@ def summary_line(df: pd.DataFrame) -> str:
         f"source: {a.get('source', '?')}",
         f"cache: {cached} of {len(months)} months" if months else "cache: -",
     ]
+    no_price = price_status(a)
+    if no_price:  # the chart is drawn without price: say why, in the same line
+        parts.append(no_price)
     if a.get("simulated"):
         parts.append(str(a.get("label", "SIMULATED demo data")))
     return " · ".join(parts)
@@ -101,6 +105,7 @@ class FlowPanel(TextFallback, widgets.VBox):
 
     Attributes:
         df: the frame shown.
+        panels: the panels drawn (names from ``aperiodic_jupyter.jupyter.charts.PANELS``).
         chart: the ``alt.JupyterChart``; its ``selections.brush`` is the time brush.
         brush_range: ``(start, end)`` UTC timestamps of the brush, or ``None``.
     """
@@ -112,6 +117,7 @@ class FlowPanel(TextFallback, widgets.VBox):
         self,
         df: pd.DataFrame,
         *,
+        panels: str | list[str] | tuple[str, ...] | None = None,
         max_points: int = MAX_POINTS,
         namespace: dict[str, Any] | None = None,
         show_summary: bool = True,
@@ -120,7 +126,8 @@ class FlowPanel(TextFallback, widgets.VBox):
         _enable_offline()
         self.df = df
         self._namespace = namespace
-        self.spec = flow_chart(df, max_points=max_points)
+        self.panels = parse_panels(panels)
+        self.spec = flow_chart(df, panels=self.panels, max_points=max_points)
         self.chart = alt.JupyterChart(self.spec)
         label = summary_line(df)
         demo = df.attrs.get("simulated")
@@ -175,7 +182,7 @@ class FlowPanel(TextFallback, widgets.VBox):
         elif fmt == "parquet":
             raw = to_parquet_bytes(self._frame(scope))
         elif fmt in ("png", "svg"):
-            spec = self.spec if scope != "brush" else flow_chart(self._frame(scope))
+            spec = self.spec if scope != "brush" else flow_chart(self._frame(scope), panels=self.panels)
             raw = chart_png(spec) if fmt == "png" else chart_svg(spec)
         else:
             raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(MIME)}")

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..compute import Trades, compute_flow_table
+from ..compute import Trades, compute_flow_table, compute_ohlcv_table
 from ..errors import QueryError
 from ..query import Query, interval_ns
 from ..ranges import Month
@@ -187,6 +187,10 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
     return Trades(t_ns, price, qty, is_buy)
 
 
+#: What the demo simulates, each from the month's tape.
+_METRICS = {"flow": compute_flow_table, "ohlcv": compute_ohlcv_table}
+
+
 class DemoSource:
     """Simulated months for every perpetual of the shipped venue lists, within each
     instrument's listing dates, up to the present minute.
@@ -209,8 +213,10 @@ class DemoSource:
         pass
 
     def check(self, query: Query) -> None:
-        if query.metric != "flow":
-            raise QueryError(f"the demo source simulates only the flow metric, not {query.metric!r}; use source='api'")
+        if query.metric not in _METRICS:
+            raise QueryError(
+                f"the demo source simulates only {' and '.join(_METRICS)}, not {query.metric!r}; use source='api'"
+            )
 
     def month_table(self, query: Query, month: Month) -> pa.Table:
         """One month of simulated data for ``query``, shaped like an API file."""
@@ -227,7 +233,9 @@ class DemoSource:
         if lo >= hi:
             return empty_month()
         tape = simulate_month(query.exchange, inst.atlas, month, query.timestamp)
-        table = compute_flow_table(tape, query.interval, start=lo, end=hi)
+        # Flow and price bars come from the same tape, so simulated price moves with
+        # simulated buying and selling as it does in real data.
+        table = _METRICS[query.metric](tape, query.interval, start=lo, end=hi)
         # A bar still in progress at `now` is incomplete; the API would not have it yet.
         last_complete = (hi.value - interval_ns(query.interval)) // 1000
         times = table.column("time").cast(pa.int64())
@@ -237,3 +245,6 @@ class DemoSource:
     def fetch_months(self, query: Query, months: Sequence[Month], on_month: OnMonth) -> None:
         for month in months:
             on_month(month, self.month_table(query, month), None)
+
+    def cancel(self) -> None:
+        """Nothing to cancel: months are computed in the caller's thread, one by one."""
