@@ -13,6 +13,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import asyncio
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -114,8 +115,8 @@ def set_api_key(key: str | None) -> None:
 
 def get_metrics(
     metric: str,
-    exchange: str,
-    symbol: str,
+    exchange: str | Sequence[str],
+    symbol: str | Sequence[str],
     interval: str,
     start: date | datetime | str,
     end: date | datetime | str | None = None,
@@ -129,8 +130,8 @@ def get_metrics(
 
 
 def get_flow(
-    exchange: str,
-    symbol: str,
+    exchange: str | Sequence[str],
+    symbol: str | Sequence[str],
     interval: str,
     start: date | datetime | str,
     end: date | datetime | str | None = None,
@@ -142,9 +143,11 @@ def get_flow(
 
     Args:
         exchange: ``binance-futures``, ``okx-perps``, ``hyperliquid-perps`` (or the
-            aliases ``binance``, ``okx``, ``hyperliquid``).
+            aliases ``binance``, ``okx``, ``hyperliquid``), or a list of them: venues
+            side by side in one tidy frame with ``exchange`` and ``symbol`` columns (a
+            venue that does not list the symbol is skipped, ``df.attrs["skipped"]``).
         symbol: ``BTC``, ``BTCUSDT``, ``BTC-USDT-SWAP``, ``BTC/USDT:USDT`` or the Atlas
-            ``perpetual-BTC-USDT:USDT``.
+            ``perpetual-BTC-USDT:USDT``, or a list of them; a base resolves per venue.
         interval: ``15s 30s 1m 5m 15m 30m 1h 4h 1d`` (15s and 30s need a higher API plan).
         start, end: UTC days, inclusive (``date``, ``datetime`` or ``"2024-01-31"``); or
             pass a whole range as ``start`` (``"2024-01..2024-03"``) and no ``end``.
@@ -168,8 +171,8 @@ def get_flow(
 
 
 def get_ohlcv(
-    exchange: str,
-    symbol: str,
+    exchange: str | Sequence[str],
+    symbol: str | Sequence[str],
     interval: str,
     start: date | datetime | str,
     end: date | datetime | str | None = None,

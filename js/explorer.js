@@ -34,7 +34,16 @@ function render({ model, el }) {
   el.classList.add("apj-explorer");
   const uid = Math.random().toString(36).slice(2);
 
-  const exchange = select("apj-exchange", model.get("exchanges"), model.get("exchange"));
+  // Venues: several may be chosen (ctrl/cmd-click); the model holds them comma-separated.
+  const exchange = select("apj-exchange", model.get("exchanges"), "");
+  exchange.multiple = true;
+  exchange.size = Math.min(model.get("exchanges").length, 4);
+  const venues = () => [...exchange.selectedOptions].map((o) => o.value).join(",");
+  const showVenues = () => {
+    const chosen = new Set(model.get("exchange").split(","));
+    for (const o of exchange.options) o.selected = chosen.has(o.value);
+  };
+  showVenues();
   const symbol = input("apj-symbol", model.get("symbol"), 16);
   const list = document.createElement("datalist");
   list.id = `apj-symbols-${uid}`;
@@ -108,7 +117,11 @@ function render({ model, el }) {
       if (control.value !== model.get(name)) control.value = model.get(name);
     });
   };
-  bind(exchange, "exchange");
+  exchange.addEventListener("change", () => {
+    model.set("exchange", venues());
+    model.save_changes();
+  });
+  model.on("change:exchange", showVenues);
   bind(symbol, "symbol", "input");
   bind(interval, "interval");
   bind(range, "range_text", "input");
@@ -155,7 +168,7 @@ function render({ model, el }) {
     model.send({
       type: "load",
       query: {
-        exchange: exchange.value,
+        exchange: venues(),
         symbol: symbol.value,
         interval: interval.value,
         range_text: range.value,

@@ -9,8 +9,11 @@ A real HTTP server (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive) on 127.
   until the token expires (``url_ttl`` seconds), then answers 403 like S3.
 
 Faults are injected per request with :meth:`FakeApi.inject`: a status (401, 403, 404,
-429 with ``Retry-After``, 500, 503...), a delay, a truncated body, or corrupt bytes.
-Every request is counted, so tests can assert "zero requests" on a warm call.
+429 with ``Retry-After``, 500, 503...) with extra headers or a redirect ``location``, a
+delay, a truncated body, corrupt bytes, a body that stalls after its first half, a body
+trickled ``N`` bytes every ``S`` seconds, or a lying listing (``listing="empty"``,
+``"duplicate"``, ``"duplicate_day"``, ``"overlap"``, ``"swap"``, ``"extra"``). Every request is counted,
+so tests can assert "zero requests" on a warm call.
 """
 
 from __future__ import annotations
@@ -84,6 +87,16 @@ class Fault:
     body: dict | None = None
     match: str | None = None  # only files whose label (2024-01, 2026-08-12) contains this
     times: int = 1
+    headers: dict | None = None  # extra response headers of a status fault
+    location: str | None = None  # a status fault's Location; "{path}" is the request's path and query
+    stall: float = 0.0  # files: send the headers and half the body, then go silent this long
+    trickle: tuple[int, float] | None = None  # files: send N bytes every S seconds
+    # lists: "empty" answers {"files": []}; "duplicate" lists the first monthly file twice
+    # (two URLs); "duplicate_day" the first daily file twice; "overlap" adds a daily file for
+    # the 1st of the first daily month (its monthly file has it); "swap" swaps the URLs of the
+    # first two monthly files; "extra" adds a file for the month after the range and one
+    # for day 32 of the first month.
+    listing: str | None = None
 
 
 class FakeApi:
@@ -116,6 +129,7 @@ class FakeApi:
         self._server: ThreadingHTTPServer | None = None
         self.inflight = 0
         self.max_inflight = 0  # most file downloads served at the same moment
+        self.stopping = threading.Event()  # ends stalls and trickles when the server stops
 
     # -- control ---------------------------------------------------------------------
 
@@ -152,6 +166,7 @@ class FakeApi:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -182,6 +197,21 @@ class FakeApi:
         return raw
 
     def listing(self, params: dict[str, str]) -> list[dict]:
+        files = [entry for entry, _ in self.listing_with_keys(params)]
+        random.shuffle(files)
+        return files
+
+    def entry(self, key: tuple) -> dict:
+        """A listing entry with a fresh presigned-style URL for ``key``."""
+        token = secrets.token_hex(12)
+        with self._lock:
+            self._tokens[token] = (key, time.monotonic() + self.url_ttl)
+        entry = {"year": key[5], "month": key[6], "url": self._file_url(token, key)}
+        if key[-1] is not None:
+            entry["day"] = key[-1]
+        return entry
+
+    def listing_with_keys(self, params: dict[str, str]) -> list[tuple[dict, tuple]]:
         start = date.fromisoformat(params["start_date"])
         end = date.fromisoformat(params["end_date"])
         base = (params["metric"], params["exchange"], params["symbol"], params["interval"], params["timestamp"])
@@ -202,14 +232,35 @@ class FakeApi:
             for key in keys:
                 if self.file_bytes(key) is None:
                     continue
-                token = secrets.token_hex(12)
-                with self._lock:
-                    self._tokens[token] = (key, time.monotonic() + self.url_ttl)
-                entry = {"year": y, "month": m, "url": self._file_url(token, key)}
-                if key[-1] is not None:
-                    entry["day"] = key[-1]
-                files.append(entry)
+                files.append((self.entry(key), key))
             y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return files
+
+    def lie(self, how: str, params: dict[str, str]) -> list[dict]:
+        """A listing that lies in the way ``how`` names (see :class:`Fault`)."""
+        pairs = sorted(self.listing_with_keys(params), key=lambda p: (p[1][5], p[1][6], p[1][7] or 0))
+        files = [entry for entry, _ in pairs]
+        monthly = [(e, k) for e, k in pairs if k[7] is None]
+        daily = [(e, k) for e, k in pairs if k[7] is not None]
+        if how == "empty":
+            return []
+        if how == "duplicate":
+            files.append(self.entry(monthly[0][1]))
+        elif how == "duplicate_day":
+            files.append(self.entry(daily[0][1]))
+        elif how == "overlap":  # a daily file for the 1st of the cutover month, which its monthly file covers
+            files.append(self.entry(daily[0][1][:7] + (1,)))
+        elif how == "swap":
+            (a, _), (b, _) = monthly[0], monthly[1]
+            a["url"], b["url"] = b["url"], a["url"]
+        elif how == "extra":
+            key = monthly[-1][1]
+            y, m = key[5], key[6]
+            after = key[:5] + ((y + 1, 1) if m == 12 else (y, m + 1)) + (None,)
+            files.append(self.entry(after))
+            files.append({"year": key[5], "month": key[6], "day": 32, "url": monthly[0][0]["url"]})
+        else:
+            raise ValueError(f"unknown listing lie {how!r}")
         random.shuffle(files)
         return files
 
@@ -272,9 +323,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is None:
             return False
         if fault.delay:
-            time.sleep(fault.delay)
+            self.api.stopping.wait(fault.delay)
         if fault.status is not None:
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+            headers = dict(fault.headers or {})
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            if fault.location is not None:
+                headers["Location"] = fault.location.replace("{path}", self.path)
             body = fault.body or {"error": f"injected {fault.status}", "details": []}
             self._record(route, label, fault.status)
             self._json(fault.status, body, headers)
@@ -288,6 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.api.log.append((route, label, status))
 
     def do_GET(self) -> None:  # noqa: N802
+        try:
+            self._get()
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up (a cancel, a deadline)
+            self.close_connection = True
+
+    def _get(self) -> None:
         if self.api.latency:
             time.sleep(self.api.latency)
         parts = urlsplit(self.path)
@@ -305,7 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.headers.get("X-API-KEY")
         with self.api._lock:
             self.api.received_keys.append(key)
-        if self._apply_fault(self.api.take_fault("list", label), "list", label):
+        fault = self.api.take_fault("list", label)
+        if self._apply_fault(fault, "list", label):
             return
         if key != self.api.api_key:
             self._record("list", label, 401)
@@ -317,6 +379,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": "Invalid parameters", "details": problems})
             return
         params["metric"] = metric
+        if fault is not None and fault.listing:
+            files = self.api.lie(fault.listing, params)
+            self._record("list", label, 200)
+            self._json(200, {"files": files})
+            return
         files = self.api.listing(params)
         if not files:
             self._record("list", label, 404)
@@ -349,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.corrupt:
             raw = b"PAR1" + bytes(random.Random(1).randrange(256) for _ in range(len(raw or b"") // 2)) + b"PAR1"
         self._record("file", label, 200)
+        if fault is not None and (fault.stall or fault.trickle):
+            self._slow_body(raw or b"", fault)
+            return
         if fault is not None and fault.truncate:
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
@@ -360,6 +430,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(200, raw or b"", "application/octet-stream")
+
+    def _slow_body(self, raw: bytes, fault: Fault) -> None:
+        """Announce the whole body, then stall after half of it, or trickle it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            if fault.stall:
+                self.wfile.write(raw[: len(raw) // 2])
+                self.wfile.flush()
+                self.api.stopping.wait(fault.stall)
+                return
+            assert fault.trickle is not None
+            size, every = fault.trickle
+            for i in range(0, len(raw), size):
+                self.wfile.write(raw[i : i + size])
+                self.wfile.flush()
+                if i + size < len(raw) and self.api.stopping.wait(every):
+                    return
+        except OSError:  # the client gave up: that is the point
+            return
 
     def _peek_label(self, token: str) -> str:
         with self.api._lock:

@@ -107,7 +107,7 @@ def test_a_range_that_ends_after_a_delisting_says_so():
 
 
 def test_a_fully_covered_range_says_nothing_extra():
-    df = aj.get_flow("binance", "BTC", "1h", "2024-01", source="demo", progress=False)
+    df = aj.get_flow("binance", "BTC", "1h", "2024-01", source="demo", progress=False, with_price=True)
     assert df.attrs["coverage"]["complete"] is True and df.attrs["coverage"]["note"] == ""
     assert df.attrs["coverage"]["covered"] == ["2024-01-01", "2024-01-31"]
     assert "covers" not in summary_line(df)

@@ -106,8 +106,8 @@ def test_months_before_a_listing_are_empty():
 def test_demo_cache_is_kept_apart_from_api_data(tmp_path):
     with Client("demo", cache_dir=tmp_path, memory_cache=MemoryCache()) as client:
         client.get_flow("binance-futures", "BTC", "1d", "2024-01")
-        assert set(client.cache.info()["source"]) == {"demo"}
-    assert (tmp_path / "demo").is_dir() and not (tmp_path / "api").exists()
+        assert set(client.cache.info()["source"]) == {"demo-v2"}
+    assert (tmp_path / "demo-v2").is_dir() and not (tmp_path / "api").exists()
 
 
 def test_module_level_async_api_in_a_running_loop():

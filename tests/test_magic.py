@@ -68,7 +68,7 @@ def test_several_symbols_give_a_symbol_column_and_a_tab_each(ip):
     run(ip, "%flow binance BTC,ETH 1d 2024-01 -o flows")
     flows = ip.user_ns["flows"]
     assert list(flows["symbol"].unique()) == ["perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT"]
-    assert list(flows.columns[:2]) == ["time", "symbol"]
+    assert list(flows.columns[:3]) == ["time", "exchange", "symbol"]
     tabs = ip.shown[0]
     assert [tabs.get_title(i) for i in range(2)] == ["BTC", "ETH"]
 
@@ -122,7 +122,7 @@ def test_widget_option_opens_the_explorer_prefilled(ip):
 
 def test_help_shows_the_grammar_with_examples(ip):
     doc = ip.find_line_magic("flow").__doc__
-    assert "%flow EXCHANGE SYMBOL[,SYMBOL...] INTERVAL RANGE" in doc
+    assert "%flow EXCHANGE[,EXCHANGE...] SYMBOL[,SYMBOL...] INTERVAL RANGE" in doc
     assert "df = %flow binance BTC 1h 2024-01" in doc and "--dry-run" in doc
 
 

@@ -34,8 +34,8 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_there_are_five_tutorials_and_the_readme_links_each():
-    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_tutorials_and_the_readme_links_each():
+    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06"]
     readme = (ROOT / "README.md").read_text()
     for p in TUTORIALS:
         assert f"binder/{p.name}" in readme, p.name

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, default_cache_dir
+from .combine import combine, fetch_all, plan_queries
 from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble, table_to_frame
@@ -472,24 +473,35 @@ class Client:
     def get_metrics(
         self,
         metric: str,
-        exchange: str,
-        symbol: str,
+        exchange: str | Sequence[str],
+        symbol: str | Sequence[str],
         interval: str,
         start: date | datetime | str,
         end: date | datetime | str | None = None,
         **options: Unpack[FetchOptions],
     ) -> pd.DataFrame:
         """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...);
-        the arguments are :func:`~aperiodic_jupyter.get_flow`'s."""
-        q = make_query(exchange, symbol, interval, start, end, timestamp=options.get("timestamp", "exchange"), metric=metric)
-        return self.fetch(
-            q, refresh=options.get("refresh", False), progress=options.get("progress"), with_price=options.get("with_price", False)
-        )
+        the arguments are :func:`~aperiodic_jupyter.get_flow`'s. Lists of venues or
+        symbols give one tidy frame with ``exchange`` and ``symbol`` columns (see
+        :mod:`.combine`)."""
+        timestamp = options.get("timestamp", "exchange")
+        fetch_options: dict[str, Any] = {
+            "refresh": options.get("refresh", False),
+            "progress": options.get("progress"),
+            "with_price": options.get("with_price", False),
+        }
+        if isinstance(exchange, str) and isinstance(symbol, str):
+            q = make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
+            return self.fetch(q, **fetch_options)
+        exchanges = [exchange] if isinstance(exchange, str) else list(exchange)
+        symbols = [symbol] if isinstance(symbol, str) else list(symbol)
+        queries, skipped = plan_queries(exchanges, symbols, interval, start, end, timestamp=timestamp, metric=metric)
+        return combine(fetch_all(self, queries, **fetch_options), skipped)
 
     def get_flow(
         self,
-        exchange: str,
-        symbol: str,
+        exchange: str | Sequence[str],
+        symbol: str | Sequence[str],
         interval: str,
         start: date | datetime | str,
         end: date | datetime | str | None = None,
@@ -500,8 +512,8 @@ class Client:
 
     def get_ohlcv(
         self,
-        exchange: str,
-        symbol: str,
+        exchange: str | Sequence[str],
+        symbol: str | Sequence[str],
         interval: str,
         start: date | datetime | str,
         end: date | datetime | str | None = None,

@@ -23,9 +23,10 @@ import pandas as pd
 import traitlets
 
 from ..core.client import Client, default_client
+from ..core.combine import combine, fetch_all, plan_queries
 from ..core.errors import AperiodicError
 from ..core.progress import Progress
-from ..core.query import INTERVALS, TIMESTAMPS, Query, make_query
+from ..core.query import INTERVALS, TIMESTAMPS, Query
 from ..core.settings import SOURCES
 from ..core.symbols import base_symbols
 from ..core.venues import EXCHANGES, resolve_exchange
@@ -68,18 +69,34 @@ class FlowSelector(anywidget.AnyWidget):
 
     @traitlets.observe("exchange")
     def _exchange_changed(self, change: dict[str, Any]) -> None:
-        try:
-            self.symbol_options = base_symbols(resolve_exchange(change["new"]))
-        except AperiodicError:
-            self.symbol_options = []
+        self.symbol_options = _symbol_options(change["new"])
+
+
+def _venues(text: str) -> list[str]:
+    """Canonical venue names from ``"okx"`` or ``"binance,okx"`` (raises on a bad one)."""
+    return list(dict.fromkeys(resolve_exchange(v) for v in str(text).split(",") if v.strip()))
+
+
+def _symbol_options(text: str) -> list[str]:
+    """Bases listed on any of the chosen venues, for the symbol field's suggestions."""
+    try:
+        return sorted({b for v in _venues(text) for b in base_symbols(v)})
+    except AperiodicError:
+        return []
 
 
 class FlowExplorer(TextFallback, widgets.VBox):
     """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
     or from the magic (``%flow ... --widget``).
 
+    Several venues (``exchange="binance,okx"``) or symbols (``symbol="BTC,ETH"``) load
+    into one tidy frame with ``exchange`` and ``symbol`` columns, shown as the venue
+    comparison view when there are several venues.
+
     Attributes:
-        query: the last loaded :class:`~aperiodic_jupyter.Query` (observable).
+        query: the last loaded :class:`~aperiodic_jupyter.Query` (observable); the
+            first of ``queries`` when several venues or symbols were loaded.
+        queries: every query of the last load.
         df: the last loaded frame (observable).
         panel: the :class:`FlowPanel` showing it; ``panel.brush_range`` and
             ``panel.brushed`` give the brushed time range and rows.
@@ -102,7 +119,7 @@ class FlowExplorer(TextFallback, widgets.VBox):
         client: Client | None = None,
         **kwargs: Any,
     ) -> None:
-        exchange = resolve_exchange(exchange)  # "okx" must select the okx-perps option
+        exchange = ",".join(_venues(exchange))  # "okx" must select the okx-perps option
         self.selector = FlowSelector(
             exchange=exchange,
             symbol=symbol,
@@ -112,9 +129,10 @@ class FlowExplorer(TextFallback, widgets.VBox):
             source=source,
             panels=list(parse_panels(panels)),
         )
-        self.selector.symbol_options = base_symbols(exchange)
+        self.selector.symbol_options = _symbol_options(exchange)
         self.output = widgets.Box(layout=widgets.Layout(flex_flow="column"))
         self.panel: FlowPanel | None = None
+        self.queries: list[Query] = []
         self._client = client
         self._thread: threading.Thread | None = None
         super().__init__(children=[self.selector, self.output], **kwargs)
@@ -156,7 +174,8 @@ class FlowExplorer(TextFallback, widgets.VBox):
             s.error = "a load is already running"
             return None
         try:
-            q = make_query(s.exchange, s.symbol, s.interval, s.range_text, timestamp=s.timestamp)
+            symbols = [x.strip() for x in s.symbol.split(",") if x.strip()] or [s.symbol]
+            queries, skipped = plan_queries(_venues(s.exchange) or [s.exchange], symbols, s.interval, s.range_text, timestamp=s.timestamp)
             panels = parse_panels(s.panels)
         except AperiodicError as exc:
             s.error = str(exc)
@@ -166,11 +185,15 @@ class FlowExplorer(TextFallback, widgets.VBox):
             return None
         with s.hold_sync():
             s.error = ""
-            s.status = f"loading {q.symbol} {q.interval} {q.start}..{q.end}"
+            q = queries[0]
+            what = q.symbol if len(queries) == 1 else f"{len(queries)} venues and symbols"
+            s.status = f"loading {what} {q.interval} {q.start}..{q.end}"
             s.loading = True
             s.progress_done = s.progress_total = s.progress_cached = 0
         result: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._fetch, args=(q, panels, result), name="aperiodic-explorer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._fetch, args=(queries, skipped, panels, result), name="aperiodic-explorer", daemon=True
+        )
         self._thread.start()
         if wait:
             self._thread.join()
@@ -185,12 +208,13 @@ class FlowExplorer(TextFallback, widgets.VBox):
             self.selector.progress_done = p.done
             self.selector.progress_cached = p.cached
 
-    def _fetch(self, q: Query, panels: tuple[str, ...], result: dict[str, Any]) -> None:
+    def _fetch(self, queries: list[Query], skipped: list[str], panels: tuple[str, ...], result: dict[str, Any]) -> None:
         s = self.selector
         try:
             client = self._client or default_client(s.source)
             # Price comes along when a price panel is drawn; a price failure keeps the flow.
-            df = client.fetch(q, progress=self._progress, with_price=bool(PRICE_PANELS & set(panels)))
+            frames = fetch_all(client, queries, progress=self._progress, with_price=bool(PRICE_PANELS & set(panels)))
+            df = combine(frames, skipped) if len(frames) > 1 else frames[0]
             panel = FlowPanel(df, panels=panels, show_summary=False)  # the selector shows the summary
             panel.observe(self._on_brush, ["brush_range"])
             self.panel = panel
@@ -200,7 +224,8 @@ class FlowExplorer(TextFallback, widgets.VBox):
                 s.simulated = bool(df.attrs.get("simulated"))
                 s.status = "loaded"
             self.set_trait("brush_range", None)
-            self.query = q
+            self.queries = list(queries)
+            self.query = queries[0]
             self.df = df
         except AperiodicError as exc:
             result["error"] = exc

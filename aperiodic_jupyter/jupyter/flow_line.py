@@ -12,17 +12,18 @@ import difflib
 import shlex
 from dataclasses import dataclass
 
+from ..core.combine import plan_queries
 from ..core.errors import QueryError
-from ..core.query import INTERVALS, METRICS, TIMESTAMPS, Query, make_query
+from ..core.query import INTERVALS, METRICS, TIMESTAMPS, Query
 from ..core.schema import COLUMN_GROUPS, FLOW_COLUMNS
 from ..core.settings import SOURCES
-from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
+from ..core.venues import EXCHANGE_ALIASES, EXCHANGES
 from .namespace import check_variable_name
 from .panel_choice import DEFAULT_PANELS, PANELS, parse_panels
 
 __all__ = ["FlowLine", "parse_flow_line", "GRAMMAR", "OPTION_VALUES", "FLAGS"]
 
-USAGE = "%flow EXCHANGE SYMBOL[,SYMBOL...] INTERVAL RANGE [options]"
+USAGE = "%flow EXCHANGE[,EXCHANGE...] SYMBOL[,SYMBOL...] INTERVAL RANGE [options]"
 EXAMPLE = "%flow binance BTC 1h 2024-01..2024-03"
 
 #: Options whose value comes from a fixed list (for completion and messages).
@@ -52,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> _Parser:
     p = _Parser(prog="%flow", usage=USAGE, add_help=False, allow_abbrev=False)
-    p.add_argument("exchange", nargs="?", help="exchange or alias")
+    p.add_argument("exchange", nargs="?", help="exchange(s) or aliases, comma-separated")
     p.add_argument("symbol", nargs="?", help="symbol(s), comma-separated")
     p.add_argument("interval", nargs="?", help="bar length")
     p.add_argument("range", nargs="?", help="date range")
@@ -98,7 +99,7 @@ def _explain(parser: argparse.ArgumentParser, message: str) -> str:
 
 GRAMMAR = (
     f"Grammar: {USAGE}\n\n"
-    f"  EXCHANGE  {', '.join(EXCHANGES)} (aliases: {', '.join(sorted(EXCHANGE_ALIASES))})\n"
+    f"  EXCHANGE  {', '.join(EXCHANGES)} (aliases: {', '.join(sorted(EXCHANGE_ALIASES))}); several: binance,okx\n"
     "  SYMBOL    BTC, eth, BTCUSDT, BTC-USDT-SWAP, BTC/USDT:USDT or perpetual-BTC-USDT:USDT\n"
     f"  INTERVAL  {' '.join(INTERVALS)}\n"
     "  RANGE     2024-01 | 2024-01..2024-03 | 2024-01-15..2024-02-10 | 2024 | 2024-Q1 | 7d | today\n\n"
@@ -107,6 +108,7 @@ GRAMMAR = (
     f"  {EXAMPLE}\n"
     "  df = %flow binance BTC 1h 2024-01             # a plain DataFrame, no view\n"
     "  %flow okx BTC,ETH 15m 7d -o flows             # bind `flows` and show the view\n"
+    "  %flow binance,okx,hyperliquid BTC 1h 2024-11  # venues side by side\n"
     "  %flow binance BTC 1m 2024-01-15 -c volumes,toxicity --no-chart\n"
     "  %flow binance BTC 15m 2024-03 -p price,cvd,divergence   # choose the chart's panels\n"
     "  %flow binance BTC 1h 2024 --dry-run           # months needed, and which are cached\n"
@@ -119,7 +121,8 @@ class FlowLine:
     """A parsed, validated ``%flow`` line.
 
     Attributes:
-        queries: one :class:`~aperiodic_jupyter.Query` per symbol.
+        queries: one :class:`~aperiodic_jupyter.Query` per venue and symbol.
+        skipped: one line per venue that does not list a symbol (the rest still load).
         source: ``auto``, ``api`` or ``demo``.
         columns: columns to keep in the returned frame, or ``None`` for all.
         panels: the chart panels to draw.
@@ -132,6 +135,7 @@ class FlowLine:
     """
 
     queries: tuple[Query, ...] = ()
+    skipped: tuple[str, ...] = ()
     source: str = "auto"
     columns: tuple[str, ...] | None = None
     panels: tuple[str, ...] = DEFAULT_PANELS
@@ -164,15 +168,16 @@ def parse_flow_line(line: str) -> FlowLine:
         raise QueryError(f"unknown source {args.source!r}; valid: {', '.join(SOURCES)}")
     if args.out is not None:
         check_variable_name(args.out)
-    exchange = resolve_exchange(args.exchange)
+    exchanges = [e.strip() for e in args.exchange.split(",") if e.strip()]
+    if not exchanges:
+        raise QueryError(f"no exchange in {args.exchange!r}; give one or more, comma-separated, e.g. binance or binance,okx")
     symbols = [s.strip() for s in args.symbol.split(",") if s.strip()]
     if not symbols:
         raise QueryError(f"no symbol in {args.symbol!r}; give one or more, comma-separated, e.g. BTC or BTC,ETH")
-    queries = tuple(
-        make_query(exchange, s, args.interval, args.range, timestamp=args.timestamp, metric=args.metric) for s in symbols
-    )
+    queries, skipped = plan_queries(exchanges, symbols, args.interval, args.range, timestamp=args.timestamp, metric=args.metric)
     parsed = FlowLine(
-        queries=queries,
+        queries=tuple(queries),
+        skipped=tuple(skipped),
         source=source,
         columns=_columns(args.columns),
         panels=parse_panels(args.panels),
@@ -183,11 +188,13 @@ def parse_flow_line(line: str) -> FlowLine:
         dry_run=args.dry_run,
     )
     if parsed.widget:
-        _check_widget(parsed, symbols)
+        _check_widget(parsed, exchanges, symbols)
     return parsed
 
 
-def _check_widget(parsed: FlowLine, symbols: list[str]) -> None:
+def _check_widget(parsed: FlowLine, exchanges: list[str], symbols: list[str]) -> None:
+    if len(exchanges) > 1:
+        raise QueryError(f"--widget opens one venue at a time, got {','.join(exchanges)}; open one explorer per venue")
     if len(symbols) > 1:
         raise QueryError(f"--widget opens one symbol at a time, got {','.join(symbols)}; open one explorer per symbol")
     given = {

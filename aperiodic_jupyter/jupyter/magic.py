@@ -27,6 +27,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
 from ..core.client import default_client
+from ..core.combine import combine, fetch_all
 from ..core.errors import AperiodicError
 from ..core.query import INTERVALS
 from ..core.settings import settings
@@ -87,7 +88,9 @@ class FlowMagics(Magics):
         return None if request.out else value
 
     def _show(self, request: FlowLine, frames: list[pd.DataFrame], *, assigned: bool) -> Any:
-        full = _combine(frames) if len(frames) > 1 else frames[0]
+        for line in request.skipped:  # the venues that do not list a symbol; the rest loaded
+            print(f"skipped {line}")
+        full = combine(frames, request.skipped) if len(frames) > 1 else frames[0]
         result = _select(full, request.columns)
         if assigned or not request.chart or request.metric != "flow":
             if request.metric != "flow" and request.chart and not assigned:
@@ -97,7 +100,7 @@ class FlowMagics(Magics):
             return self._bind(request, result, show=False, assigned=assigned)
         if request.out:
             self._namespace[request.out] = result
-        display(_panels(frames, request.panels, self._namespace))
+        display(_panels(frames, full, request.panels, self._namespace))
         return None
 
 
@@ -117,8 +120,7 @@ def _plan(request: FlowLine) -> pd.DataFrame:
 
 
 def _fetch(request: FlowLine, *, with_price: bool = False) -> list[pd.DataFrame]:
-    client = default_client(request.source)
-    return [client.fetch(q, refresh=request.refresh, progress=True, with_price=with_price) for q in request.queries]
+    return fetch_all(default_client(request.source), request.queries, refresh=request.refresh, progress=True, with_price=with_price)
 
 
 def _select(df: pd.DataFrame, columns: tuple[str, ...] | None) -> pd.DataFrame:
@@ -130,28 +132,12 @@ def _select(df: pd.DataFrame, columns: tuple[str, ...] | None) -> pd.DataFrame:
     return out
 
 
-def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    parts = []
-    for f in frames:
-        part = f.copy()
-        part.insert(1, "symbol", f.attrs["query"]["symbol"])
-        parts.append(part)
-    out = pd.concat(parts, ignore_index=True)
-    first = frames[0].attrs
-    out.attrs = {
-        "queries": [f.attrs["query"] for f in frames],
-        "source": first.get("source"),
-        "simulated": first.get("simulated"),
-        "label": first.get("label"),
-        "months": {f.attrs["query"]["symbol"]: f.attrs.get("months", {}) for f in frames},
-        "coverage": {f.attrs["query"]["symbol"]: f.attrs.get("coverage") for f in frames},
-    }
-    return out
-
-
-def _panels(frames: list[pd.DataFrame], panels: tuple[str, ...], namespace: dict[str, Any]) -> Any:
+def _panels(frames: list[pd.DataFrame], full: pd.DataFrame, panels: tuple[str, ...], namespace: dict[str, Any]) -> Any:
+    """One panel; the venue comparison for several venues; a tab per symbol otherwise."""
     from .panel import FlowPanel
 
+    if len({f.attrs["query"]["exchange"] for f in frames}) > 1:
+        return FlowPanel(full, panels=panels, namespace=namespace)
     views = [FlowPanel(f, panels=panels, namespace=namespace) for f in frames]
     if len(views) == 1:
         return views[0]

@@ -50,6 +50,8 @@ def summary_line(df: pd.DataFrame) -> str:
     """One line: what, when, how many rows, what part of the range the data covers
     when it is less than asked, from where, cache hits, demo label."""
     a = df.attrs
+    if "queries" in a:
+        return _combined_summary(df)
     q = a.get("query", {})
     months = a.get("months", {})
     cached = len(a.get("from_cache", []))
@@ -66,6 +68,24 @@ def summary_line(df: pd.DataFrame) -> str:
     no_price = price_status(a)
     if no_price:  # the chart is drawn without price: say why, in the same line
         parts.append(no_price)
+    if a.get("simulated"):
+        parts.append(str(a.get("label", "SIMULATED demo data")))
+    return " · ".join(parts)
+
+
+def _combined_summary(df: pd.DataFrame) -> str:
+    """The summary of several venues or symbols in one frame (see core.combine)."""
+    a = df.attrs
+    qs = a["queries"]
+    venues = ", ".join(dict.fromkeys(q["exchange"] for q in qs))
+    symbols = ", ".join(dict.fromkeys(q["symbol"] for q in qs))
+    parts = [f"{venues} · {symbols} {qs[0]['interval']}", f"{qs[0]['start']}..{qs[0]['end']} UTC", f"{len(df):,} rows"]
+    for key, part in a.get("parts", {}).items():
+        covers = part.get("coverage", {}).get("summary")
+        if covers:
+            parts.append(f"{key} {covers}")
+    parts.append(f"source: {a.get('source', '?')}")
+    parts += [f"skipped {s}" for s in a.get("skipped", [])]
     if a.get("simulated"):
         parts.append(str(a.get("label", "SIMULATED demo data")))
     return " · ".join(parts)
@@ -127,7 +147,7 @@ class FlowPanel(TextFallback, widgets.VBox):
         self.df = df
         self._namespace = namespace
         self.panels = parse_panels(panels)
-        self.spec = flow_chart(df, panels=self.panels, max_points=max_points)
+        self.spec = _chart(df, self.panels, max_points)
         self.chart = alt.JupyterChart(self.spec)
         label = summary_line(df)
         demo = df.attrs.get("simulated")
@@ -167,7 +187,7 @@ class FlowPanel(TextFallback, widgets.VBox):
         return self.df
 
     def filename(self, ext: str, scope: str = "full") -> str:
-        q = self.df.attrs.get("query", {})
+        q = _query_of(self.df.attrs)
         if scope == "brush" and self.brush_range is not None:
             span = f"{self.brush_range[0]:%Y%m%dT%H%M}-{self.brush_range[1]:%Y%m%dT%H%M}"
         else:
@@ -182,7 +202,7 @@ class FlowPanel(TextFallback, widgets.VBox):
         elif fmt == "parquet":
             raw = to_parquet_bytes(self._frame(scope))
         elif fmt in ("png", "svg"):
-            spec = self.spec if scope != "brush" else flow_chart(self._frame(scope), panels=self.panels)
+            spec = self.spec if scope != "brush" else _chart(self._frame(scope), self.panels, MAX_POINTS)
             raw = chart_png(spec) if fmt == "png" else chart_svg(spec)
         else:
             raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(MIME)}")
@@ -203,8 +223,25 @@ class FlowPanel(TextFallback, widgets.VBox):
         return name
 
 
+def _chart(df: pd.DataFrame, panels: tuple[str, ...], max_points: int) -> Any:
+    """The venue comparison for a frame of several venues, else the flow panels."""
+    if "exchange" in df.columns and df["exchange"].nunique() > 1:
+        from .compare_chart import venue_chart
+
+        return venue_chart(df, max_points=max_points)
+    return flow_chart(df, panels=panels, max_points=max_points)
+
+
+def _query_of(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The query a frame answers; for several venues or symbols, one that names them all."""
+    if "query" in attrs or "queries" not in attrs:
+        return dict(attrs.get("query", {}))
+    qs = attrs["queries"]
+    return {**qs[0], "exchange": "+".join(dict.fromkeys(q["exchange"] for q in qs)), "symbol": "+".join(dict.fromkeys(q["symbol"] for q in qs))}
+
+
 def _default_variable(df: pd.DataFrame) -> str:
-    q = df.attrs.get("query", {})
+    q = _query_of(df.attrs)
     base = str(q.get("symbol", "flow")).split("-")[1] if "-" in str(q.get("symbol", "")) else "flow"
     name = re.sub(r"\W", "_", f"{base}_{q.get('interval', '')}".lower()).strip("_")
     return name if name.isidentifier() else "flow_df"

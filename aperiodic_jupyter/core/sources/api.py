@@ -8,11 +8,25 @@ Contract handling (``docs/api.md``):
 
 - 429 / 502 / 503 / 504, time-outs and dropped connections are retried with bounded
   exponential backoff (tenacity) that honours ``Retry-After`` up to ``max_retry_wait``.
-- A 403 from the file host means the presigned URL expired: ask the API for fresh URLs
-  (up to ``max_refreshes`` times), never retry the dead URL.
+- A 403 from the file host means the presigned URL expired: ask the API for fresh URLs,
+  never retry the dead URL. Renewal goes on while rounds finish files; after
+  ``max_refreshes`` renewals in a row that finish none, the call fails.
 - A body that is cut short or is not valid Parquet is retried, never cached.
-- The key goes only into the ``X-API-KEY`` header of API requests; presigned URLs never
-  appear in messages or logs (httpx's own request log is redacted).
+- The key goes only into the ``X-API-KEY`` header of API requests, and API requests
+  follow only redirects to the same origin (scheme, host, port); a redirect elsewhere is
+  refused in one line. Presigned URLs never appear in messages or logs (httpx's own
+  request log is redacted).
+- Each file has a time budget for all its attempts, ``file_deadline`` plus its announced
+  size at ``min_rate``, and must arrive at ``min_rate`` or faster over every
+  ``rate_window``; a file that does not is "stalled", named by its month.
+- The listing is checked against what was asked: files of months or days not asked are
+  ignored, a file listed twice is refused, a month not listed is handed over empty but
+  marked unlisted (:func:`.base.is_unlisted`), and every file's bars must lie inside its
+  month or day.
+- Cancellation (:meth:`ApiSource.cancel`, a cancel event, or Ctrl-C in the calling
+  thread) returns at once: blocking reads wake every ``POLL`` seconds to check a
+  per-fetch flag, no retry or new request goes out, the pool does not wait for running
+  downloads, and no month is handed over after it.
 """
 
 from __future__ import annotations
@@ -20,30 +34,53 @@ from __future__ import annotations
 import logging
 import random
 import re
+import select
+import ssl
+import threading
+import time
+import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 import tenacity
 
 from ... import __version__
-from ..errors import AuthError, DownloadError, NoDataError, PlanError, QueryError, SchemaError, ServerError
+from ..errors import (
+    AuthError,
+    DownloadError,
+    NoDataError,
+    PlanError,
+    QueryError,
+    SchemaError,
+    ServerError,
+    SourceError,
+)
 from ..parquet import read_parquet_bytes
 from ..query import Query
 from ..ranges import Month, utc_today
+from ..schema import TIME
 from ..settings import Secret, resolve_api_key, resolve_base_url, settings
-from .base import OnMonth, empty_month
+from .base import FetchCancelled, OnMonth, unlisted_month
 
 log = logging.getLogger("aperiodic_jupyter")
 
 RETRYABLE = frozenset({429, 502, 503, 504})
 KEY_HELP = "set APERIODIC_API_KEY, run %config Aperiodic.api_key = '...', or pass api_key=...; source='demo' needs no key"
+
+
+#: Seconds between two looks at the cancel flag and the deadline while a read blocks.
+POLL = 0.2
+#: Redirects an API request follows (same origin only).
+MAX_REDIRECTS = 5
 
 
 class _Transient(Exception):
@@ -53,8 +90,207 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _Slow(_Transient):
+    """A body arriving slower than ``min_rate`` over a window: retried (a new connection
+    may do better) while the file's budget lasts."""
+
+
+class _Stalled(Exception):
+    """The file's time budget is spent: final."""
+
+
+class _Cancelled(Exception):
+    """The fetch was cancelled: nothing is retried, nothing more is handed over."""
+
+
 class _Expired(Exception):
     pass
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+class _Guard:
+    """What one thread checks between chunks, before each attempt, while sleeping
+    before a retry, and every ``POLL`` seconds while a read blocks: the fetch's cancel
+    flag and, for a file, its time budget and minimum rate.
+
+    The budget runs from the first request of the file over all its attempts and waits:
+    ``budget`` seconds, plus ``announced size / min_rate`` once a response announced a
+    size. While a body arrives, every ``window`` seconds must bring ``min_rate ×
+    window`` bytes.
+    """
+
+    def __init__(
+        self,
+        cancelled: Callable[[], bool],
+        budget: float | None = None,
+        min_rate: float = 0.0,
+        window: float = 0.0,
+    ) -> None:
+        self.cancelled = cancelled
+        self.start = time.monotonic()
+        self.budget = budget
+        self.deadline = None if budget is None else self.start + budget
+        self.min_rate = min_rate
+        self.window = window
+        self._sized = False
+        self._received = 0
+        self._win_start: float | None = None  # None while no body is arriving
+        self._win_bytes = 0
+
+    def receiving(self, size: int | None) -> None:
+        """Headers of a body arrived; ``size`` as announced, when it is."""
+        if size is not None and not self._sized and self.budget is not None and self.min_rate > 0:
+            self._sized = True
+            self.budget += size / self.min_rate
+            self.deadline = self.start + self.budget
+        self._received = self._win_bytes = 0
+        self._win_start = time.monotonic()
+
+    def got(self, n: int) -> None:
+        self._received += n
+
+    def idle(self) -> None:
+        self._win_start = None
+
+    def check(self) -> None:
+        if self.cancelled():
+            raise _Cancelled()
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise _Stalled(f"not complete within {self.budget:.1f} s")
+        if self._win_start is not None and self.window > 0 and now - self._win_start >= self.window:
+            span, got = now - self._win_start, self._received - self._win_bytes
+            if got < self.min_rate * span:
+                raise _Slow(f"{_size(got)} in {span:.1f} s, below the minimum of {_size(self.min_rate)}/s")
+            self._win_start, self._win_bytes = now, self._received
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, POLL))
+
+
+_local = threading.local()
+
+
+def _current_guard() -> _Guard | None:
+    return getattr(_local, "guard", None)
+
+
+@contextmanager
+def _guarded(guard: _Guard) -> Iterator[_Guard]:
+    previous = _current_guard()
+    _local.guard = guard
+    try:
+        yield guard
+    finally:
+        _local.guard = previous
+
+
+def _sleep(seconds: float) -> None:
+    """tenacity's sleep between attempts: cut short by a cancel or the file's budget."""
+    guard = _current_guard()
+    if guard is None:
+        time.sleep(seconds)
+    else:
+        guard.sleep(seconds)
+
+
+def _readable(sock: Any, timeout: float) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
+class _GuardedStream(httpcore.NetworkStream):
+    """A connection whose blocking reads wake every ``POLL`` seconds to ask the calling
+    thread's guard, so a cancel or a spent budget ends a read stuck on a silent host
+    (an unguarded thread reads as usual)."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        guard = _current_guard()
+        sock = self._inner.get_extra_info("socket")
+        if guard is not None and sock is not None:
+            end = None if timeout is None else time.monotonic() + timeout
+            while True:
+                guard.check()
+                slot = POLL if end is None else min(POLL, end - time.monotonic())
+                if slot <= 0:
+                    raise httpcore.ReadTimeout("timed out")
+                if _readable(sock, slot):
+                    break
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _GuardedStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _GuardedStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(limits: httpx.Limits) -> httpx.HTTPTransport | None:
+    """httpx's own transport over a pool of guarded connections, or None (httpx's
+    default, reads not guarded) when the environment names a proxy, which httpx only
+    honours for its default transport."""
+    if urllib.request.getproxies():
+        return None
+    context = httpx.create_ssl_context()
+    transport = httpx.HTTPTransport(verify=context, limits=limits)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):  # pragma: no cover
+        return None  # an httpx whose transport is built otherwise: keep its own
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_GuardedBackend(),
+    )
+    return transport
 
 
 class _Wait:
@@ -94,6 +330,21 @@ def _raise_if_retryable(response: httpx.Response) -> None:
         raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _same_origin(target: httpx.URL, origin: tuple[str, str, int | None]) -> bool:
+    """The configured API's origin, or its https upgrade on the default port."""
+    there = _origin(target)
+    if there == origin:
+        return True
+    return origin[0] == "http" and origin[2] == 80 and there == ("https", origin[1], 443)
+
+
 _URL_QUERY = re.compile(r"(https?://[^\s\"'?]+)\?[^\s\"']*")
 
 
@@ -114,6 +365,17 @@ class _RedactUrls(logging.Filter):
 logging.getLogger("httpx").addFilter(_RedactUrls())
 
 
+class _Run:
+    """One ``fetch_months`` call: its own cancel flag, plus the caller's event if any."""
+
+    def __init__(self, event: threading.Event | None) -> None:
+        self.flag = threading.Event()
+        self.event = event
+
+    def cancelled(self) -> bool:
+        return self.flag.is_set() or (self.event is not None and self.event.is_set())
+
+
 class ApiSource:
     """Months from the Aperiodic API.
 
@@ -126,7 +388,16 @@ class ApiSource:
         max_attempts: tries per request, counting the first.
         backoff: first retry delay in seconds (doubles each time, with jitter).
         max_retry_wait: cap on any one wait, ``Retry-After`` included.
-        max_refreshes: how many times expired presigned URLs are renewed in one call.
+        max_refreshes: renewals of expired presigned URLs in a row that finish no file
+            before the call fails; a renewal round that finishes at least one file
+            resets the count, so renewal goes on while it makes progress.
+        file_deadline: seconds one file may take over all its attempts and waits, to
+            which its announced size divided by ``min_rate`` is added; past it the file
+            has stalled (``DownloadError: file for 2024-03 stalled: ...``).
+        min_rate: bytes per second a body must arrive at, measured over every
+            ``rate_window``; slower, the attempt has stalled and is retried while the
+            budget lasts.
+        rate_window: seconds over which ``min_rate`` is measured.
     """
 
     name = "api"
@@ -143,6 +414,9 @@ class ApiSource:
         backoff: float = 0.5,
         max_retry_wait: float = 10.0,
         max_refreshes: int = 3,
+        file_deadline: float = 60.0,
+        min_rate: float = 4096.0,
+        rate_window: float = 20.0,
     ) -> None:
         self._key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -150,16 +424,24 @@ class ApiSource:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise QueryError(f"invalid API base URL {self.base_url!r}; expected http(s)://host/api/v1")
         self.cache_namespace = "api" if parts.netloc == "aperiodic.io" else "api-" + re.sub(r"[^\w.-]", "_", parts.netloc)
+        self._origin = _origin(httpx.URL(self.base_url))
         self.max_concurrency = max(1, int(settings.max_concurrency if max_concurrency is None else max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
-        self.max_refreshes = max_refreshes
+        self.max_refreshes = max(0, int(max_refreshes))
+        self.file_deadline = float(file_deadline)
+        self.min_rate = max(0.0, float(min_rate))
+        self.rate_window = max(0.0, float(rate_window))
+        self._runs: set[_Run] = set()
+        self._runs_lock = threading.Lock()
+        limits = httpx.Limits(max_connections=self.max_concurrency + 2, max_keepalive_connections=self.max_concurrency + 2)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=self.max_concurrency + 2, max_keepalive_connections=self.max_concurrency + 2),
+            limits=limits,
+            transport=_transport(limits),
             headers={"User-Agent": f"aperiodic-jupyter/{__version__}"},
-            follow_redirects=True,
+            follow_redirects=False,  # API requests follow same-origin redirects by hand; files ask for it
         )
 
     def __repr__(self) -> str:
@@ -167,6 +449,16 @@ class ApiSource:
 
     def close(self) -> None:
         self._http.close()
+
+    def cancel(self) -> None:
+        """Cancel every fetch running on this source, from any thread (the explorer's
+        Cancel). Each raises :class:`~aperiodic_jupyter.core.sources.base.FetchCancelled`
+        within about ``POLL`` seconds; months handed over before stay, no other month is
+        handed over, no request goes out after it. Later fetches are not affected; to
+        cancel one fetch only, pass ``cancel=event`` to :meth:`fetch_months`."""
+        with self._runs_lock:
+            for run in self._runs:
+                run.flag.set()
 
     # -- the listing -----------------------------------------------------------------
 
@@ -176,6 +468,7 @@ class ApiSource:
             wait=_Wait(self.backoff, self.max_retry_wait),
             retry=tenacity.retry_if_exception_type(_Transient),
             before_sleep=self._log_retry,
+            sleep=_sleep,
             reraise=True,
         )
 
@@ -192,8 +485,8 @@ class ApiSource:
         return self._key
 
     def list_files(self, query: Query, start: date, end: date) -> list[dict[str, Any]]:
-        """The API's file list for ``[start, end]``: dicts with year, month, maybe day,
-        and a presigned url."""
+        """The API's file list for ``[start, end]`` as answered: dicts with year, month,
+        maybe day, and a presigned url (not yet checked against what was asked)."""
         key = self._require_key()
         params = {
             "timestamp": query.timestamp,
@@ -207,7 +500,7 @@ class ApiSource:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    response = self._get(url, params=params, headers={"X-API-KEY": key.reveal()})
+                    response = self._get_api(url, params, key)
         except _Transient as exc:
             raise ServerError(
                 f"the Aperiodic API did not answer after {self.max_attempts} attempts ({exc.reason}); try again later"
@@ -226,27 +519,85 @@ class ApiSource:
         log.debug("listing %s..%s: %d files", start, end, len(out))
         return out
 
-    def _fetch_body(self, url: str, label: str) -> bytearray:
+    def _get_api(self, url: str, params: dict[str, str] | None, key: Secret) -> httpx.Response:
+        """An API request with the key, following redirects only within the configured
+        API's origin: another origin never receives ``X-API-KEY``."""
+        target = httpx.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._get(target, params=params, headers={"X-API-KEY": key.reveal()})
+            if not response.is_redirect:
+                return response
+            target = response.url.join(response.headers["Location"])
+            params = None  # the Location carries its own query
+            if not _same_origin(target, self._origin):
+                where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
+                raise ServerError(
+                    f"the Aperiodic API redirected to another address ({where}); the key was not sent there. "
+                    "If that is the API you mean, set base_url (or APERIODIC_API_URL) to it",
+                    response.status_code,
+                )
+        raise ServerError(f"the Aperiodic API redirected more than {MAX_REDIRECTS} times", response.status_code)
+
+    def _listing(self, query: Query, start: date, end: date, wanted: set[Month]) -> list[dict[str, Any]]:
+        """The listing checked against what was asked: files of months or days not asked
+        (or not days at all) are ignored; a file listed twice refuses the listing."""
+        seen: dict[tuple[int, int, int], dict[str, Any]] = {}
+        ignored = 0
+        for f in self.list_files(query, start, end):
+            if Month(f["year"], f["month"]) not in wanted or not 1 <= f["month"] <= 12:
+                ignored += 1
+                continue
+            if "day" in f:
+                try:
+                    day = date(f["year"], f["month"], f["day"])
+                except ValueError:
+                    ignored += 1
+                    continue
+                if not start <= day <= end:
+                    ignored += 1
+                    continue
+            if _fkey(f) in seen:
+                # Two files for one month (or day) may differ; keeping either could cache
+                # the wrong one for good. A listing that contradicts itself is refused.
+                raise ServerError(
+                    f"the Aperiodic API listed the file for {_label(f)} twice; "
+                    "a listing that contradicts itself is refused (nothing was downloaded); try again later"
+                )
+            seen[_fkey(f)] = f
+        if ignored:
+            log.info("ignored %d listed files for months or days that were not asked", ignored)
+        return list(seen.values())
+
+    def _fetch_body(self, url: str, label: str, guard: _Guard) -> bytearray:
         """A file's bytes, read straight into one buffer of the announced size (httpx's
         ``.content`` would hold the chunks and their join at once: twice the file)."""
-        with _transport_errors(), self._http.stream("GET", url) as response:
-            if response.status_code == 403:
-                raise _Expired()
-            _raise_if_retryable(response)
-            if response.status_code != 200:
-                raise DownloadError(f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code)
-            length = response.headers.get("Content-Length")
-            sized = length is not None and "Content-Encoding" not in response.headers
-            buf = bytearray(int(length)) if sized else bytearray()
-            n = 0
-            for chunk in response.iter_bytes():
-                buf[n : n + len(chunk)] = chunk  # in place while it fits, appended past the end
-                n += len(chunk)
-            if sized and n != len(buf):
-                raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
-            return buf
+        guard.check()
+        try:
+            with _transport_errors(), self._http.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code == 403:
+                    raise _Expired()
+                _raise_if_retryable(response)
+                if response.status_code != 200:
+                    raise DownloadError(
+                        f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code
+                    )
+                length = response.headers.get("Content-Length")
+                sized = length is not None and "Content-Encoding" not in response.headers
+                buf = bytearray(int(length)) if sized else bytearray()
+                guard.receiving(len(buf) if sized else None)
+                n = 0
+                for chunk in response.iter_bytes():
+                    buf[n : n + len(chunk)] = chunk  # in place while it fits, appended past the end
+                    n += len(chunk)
+                    guard.got(len(chunk))
+                    guard.check()
+                if sized and n != len(buf):
+                    raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
+                return buf
+        finally:
+            guard.idle()
 
-    def _get(self, url: str, **kwargs: Any) -> httpx.Response:
+    def _get(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
         with _transport_errors():
             response = self._http.get(url, **kwargs)
         _raise_if_retryable(response)
@@ -284,82 +635,141 @@ class ApiSource:
 
     # -- the files ---------------------------------------------------------------------
 
-    def _download(self, url: str, label: str) -> tuple[pa.Table, bytearray]:
+    def _download(self, f: dict[str, Any], cancelled: Callable[[], bool]) -> tuple[pa.Table, bytearray]:
+        label = _label(f)
+        guard = _Guard(cancelled, self.file_deadline, self.min_rate, self.rate_window)
         try:
-            for attempt in self._retrying():
-                with attempt:
-                    raw = self._fetch_body(url, label)
-                    try:
-                        table = read_parquet_bytes(raw)
-                    except (pa.ArrowException, OSError, ValueError):
-                        raise _Transient("a file that is not valid Parquet (truncated or corrupt)") from None
-                    return table, raw
+            with _guarded(guard):
+                for attempt in self._retrying():
+                    with attempt:
+                        raw = self._fetch_body(f["url"], label, guard)
+                        try:
+                            table = read_parquet_bytes(raw)
+                        except (pa.ArrowException, OSError, ValueError):
+                            raise _Transient("a file that is not valid Parquet (truncated or corrupt)") from None
+                        _check_bars(table, f)
+                        return table, raw
+        except _Stalled as exc:
+            raise DownloadError(f"file for {label} stalled: {exc}") from None
+        except _Slow as exc:
+            raise DownloadError(f"file for {label} stalled: {exc.reason} ({self.max_attempts} attempts)") from None
         except _Transient as exc:
             raise DownloadError(
                 f"file for {label} could not be downloaded intact after {self.max_attempts} attempts: {exc.reason}"
             ) from None
         raise AssertionError("unreachable")
 
-    def fetch_months(self, query: Query, months: Sequence[Month], on_month: OnMonth) -> None:
+    def fetch_months(
+        self, query: Query, months: Sequence[Month], on_month: OnMonth, *, cancel: threading.Event | None = None
+    ) -> None:
+        """See :meth:`.base.Source.fetch_months`. ``cancel``: an event that cancels this
+        call only when set (as :meth:`cancel` does for every call)."""
         if not months:
             return
+        run = _Run(cancel)
+        with self._runs_lock:
+            self._runs.add(run)
+        try:
+            with _guarded(_Guard(run.cancelled)):
+                self._fetch(query, months, on_month, run)
+        except _Cancelled:
+            raise FetchCancelled("the fetch was cancelled; months finished before it are kept") from None
+        finally:
+            with self._runs_lock:
+                self._runs.discard(run)
+
+    def _fetch(self, query: Query, months: Sequence[Month], on_month: OnMonth, run: _Run) -> None:
         wanted = set(months)
         start = min(months).first_day
         end = min(max(months).last_day, utc_today())
-        listing = [f for f in self.list_files(query, start, end) if Month(f["year"], f["month"]) in wanted]
+        listing = self._listing(query, start, end, wanted)
         by_month: dict[Month, list[dict[str, Any]]] = defaultdict(list)
         for f in listing:
             by_month[Month(f["year"], f["month"])].append(f)
         for month in sorted(wanted - set(by_month)):
-            on_month(month, empty_month(), None)  # the API lists no file: an empty month
+            # The API lists no file: an empty month, marked so that the core does not
+            # take "not listed" for "proven empty" and keep it for good.
+            on_month(month, unlisted_month(), None)
 
         results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]] = {}
         remaining = {m: len(fs) for m, fs in by_month.items()}
-        pending = listing
-        refreshes = 0
-        failure: DownloadError | None = None
-        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="aperiodic-download") as pool:
+        pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="aperiodic-download")
+        clean = False
+        try:
+            pending = listing
+            idle_rounds = 0  # renewal rounds in a row that finished no file
             while pending:
-                expired: list[dict[str, Any]] = []
-                futures = {pool.submit(self._download, f["url"], _label(f)): f for f in pending}
-                try:
-                    for fut in as_completed(futures):
-                        f = futures[fut]
-                        try:
-                            results[_fkey(f)] = fut.result()
-                        except _Expired:
-                            expired.append(f)
-                            continue
-                        except DownloadError as exc:
-                            # Let the other downloads finish and be cached; fail after.
-                            failure = failure or exc
-                            continue
-                        month = Month(f["year"], f["month"])
-                        remaining[month] -= 1
-                        if remaining[month] == 0:
-                            on_month(month, *_combine(by_month[month], results))
-                            for done in by_month[month]:  # the month is cached now: let its bytes go
-                                results.pop(_fkey(done), None)
-                except BaseException:
-                    for other in futures:
-                        other.cancel()
-                    raise
-                if failure is not None:
-                    raise failure
+                expired, finished = self._round(pool, pending, run, by_month, remaining, results, on_month)
                 if not expired:
                     break
-                refreshes += 1
-                if refreshes > self.max_refreshes:
+                idle_rounds = 0 if finished else idle_rounds + 1
+                if idle_rounds > self.max_refreshes:
                     raise DownloadError(
                         f"presigned URLs kept expiring (403 from the file host) for {', '.join(sorted({_label(f) for f in expired}))}; "
-                        f"renewed them {self.max_refreshes} times"
+                        f"renewed them {self.max_refreshes} times in a row without finishing a file"
                     )
                 log.info("presigned URLs expired for %d files; asking the API for fresh ones", len(expired))
-                fresh = {_fkey(f): f for f in self.list_files(query, start, end)}
+                fresh = {_fkey(f): f for f in self._listing(query, start, end, wanted)}
                 missing = [f for f in expired if _fkey(f) not in fresh]
                 if missing:
                     raise DownloadError(f"the API no longer lists the file for {_label(missing[0])}")
                 pending = [fresh[_fkey(f)] for f in expired]
+            clean = True
+        finally:
+            if not clean:
+                run.flag.set()  # running downloads stop at their next look; no retry goes out
+            # Never wait for downloads on the way out of an error, a cancel or Ctrl-C.
+            pool.shutdown(wait=clean, cancel_futures=not clean)
+
+    def _round(
+        self,
+        pool: ThreadPoolExecutor,
+        pending: list[dict[str, Any]],
+        run: _Run,
+        by_month: dict[Month, list[dict[str, Any]]],
+        remaining: dict[Month, int],
+        results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]],
+        on_month: OnMonth,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Download ``pending``, handing each month over as it completes; the files whose
+        URL expired and how many files finished."""
+        expired: list[dict[str, Any]] = []
+        finished = 0
+        failure: SourceError | None = None
+        futures: dict[Future[tuple[pa.Table, bytearray]], dict[str, Any]] = {
+            pool.submit(self._download, f, run.cancelled): f for f in pending
+        }
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, timeout=POLL, return_when=FIRST_COMPLETED)
+            if run.cancelled():
+                raise _Cancelled()
+            for fut in done:
+                f = futures[fut]
+                try:
+                    results[_fkey(f)] = fut.result()
+                except _Expired:
+                    expired.append(f)
+                    continue
+                except SourceError as exc:
+                    # Let the other downloads finish and be cached; fail after.
+                    failure = failure or exc
+                    continue
+                finished += 1
+                month = Month(f["year"], f["month"])
+                remaining[month] -= 1
+                if remaining[month] == 0:
+                    try:
+                        table, raw = _combine(by_month[month], results)
+                    except ServerError as exc:
+                        failure = failure or exc
+                    else:
+                        on_month(month, table, raw)
+                    for part in by_month[month]:  # the month is handed over: let its bytes go
+                        results.pop(_fkey(part), None)
+        if failure is not None:
+            raise failure
+        return expired, finished
 
 
 def _fkey(f: dict[str, Any]) -> tuple[int, int, int]:
@@ -370,17 +780,57 @@ def _label(f: dict[str, Any]) -> str:
     return f"{f['year']:04d}-{f['month']:02d}" + (f"-{f['day']:02d}" if "day" in f else "")
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _check_bars(table: pa.Table, f: dict[str, Any]) -> None:
+    """Every bar of a file lies inside the month (or day) it was listed for; a file
+    that holds another period's bars (two months' URLs swapped) is refused, not cached."""
+    if TIME not in table.column_names or table.num_rows == 0 or not pa.types.is_timestamp(table.schema.field(TIME).type):
+        return
+    column = table.column(TIME)
+    micros = column.cast(pa.timestamp("us", column.type.tz), safe=False).cast(pa.int64())
+    bounds = pc.min_max(micros)
+    lo, hi = (_EPOCH + timedelta(microseconds=bounds[k].as_py()) for k in ("min", "max"))
+    first = datetime(f["year"], f["month"], f.get("day", 1))
+    after = (
+        first + timedelta(days=1)
+        if "day" in f
+        else datetime.combine(Month(f["year"], f["month"]).next().first_day, datetime.min.time())
+    )
+    if lo < first or hi >= after:
+        label = _label(f)
+        raise ServerError(
+            f"the file listed for {label} holds bars from {lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M} UTC, "
+            f"outside {label}: the API's listing points to the wrong file; nothing was kept for {label}"
+        )
+
+
 def _combine(
     files: list[dict[str, Any]], results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]]
 ) -> tuple[pa.Table, bytearray | None]:
     """One month's table: the monthly file as is (raw bytes kept for the disk cache),
-    or its daily files concatenated in day order."""
+    or its daily files concatenated in day order (files that overlap are refused)."""
     if len(files) == 1:
         return results[_fkey(files[0])]
     ordered = sorted(files, key=_fkey)
     tables = [results[_fkey(f)][0] for f in ordered]
     try:
         first = tables[0].schema
-        return pa.concat_tables([t.select(first.names).cast(first.remove_metadata()) for t in tables]), None
+        tables = [t.select(first.names).cast(first.remove_metadata()) for t in tables]
+        table = pa.concat_tables(tables)
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
         raise SchemaError(f"daily files of {_label(ordered[0])[:7]} disagree on their columns: {exc}") from None
+    # In day order, each file's bars must start after the previous file's end (the
+    # cutover month's monthly file, then its days): overlapping files would give bars twice.
+    end = None
+    for f, t in zip(ordered, tables, strict=True):
+        if TIME not in t.column_names or t.num_rows == 0:
+            continue
+        bounds = pc.min_max(t.column(TIME))
+        if end is not None and bounds["min"].as_py() <= end:
+            raise ServerError(
+                f"the files listed for {_label(ordered[0])[:7]} overlap at {_label(f)} (bars twice); nothing was kept for that month"
+            )
+        end = bounds["max"].as_py()
+    return table, None

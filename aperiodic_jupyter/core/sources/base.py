@@ -7,12 +7,23 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from ..errors import AperiodicError
 from ..query import Query
 from ..ranges import Month
 
 #: Called once per month as soon as its data is complete: (month, table, raw file bytes
 #: when the month came as one file, else None). May be called from worker threads.
 OnMonth = Callable[[Month, pa.Table, bytes | bytearray | None], None]
+
+#: Schema metadata key on the zero-row table of a month the source's listing did not
+#: mention: the source's word for "empty" there is not a proof, so the core must not
+#: persist it as a complete month. See :func:`is_unlisted`.
+UNLISTED = b"aperiodic_jupyter.unlisted"
+
+
+class FetchCancelled(AperiodicError):
+    """The fetch was cancelled (``Source.cancel()``, or the cancel event passed down).
+    Months handed over before the cancel are complete and stay; nothing else is."""
 
 
 @runtime_checkable
@@ -33,7 +44,13 @@ class Source(Protocol):
     def fetch_months(self, query: Query, months: Sequence[Month], on_month: OnMonth) -> None:
         """Fetch whole months of ``query`` and hand each to ``on_month``; raise a
         :class:`~aperiodic_jupyter.errors.SourceError` if any month cannot be had
-        intact. A month with no data is handed over as a zero-row table."""
+        intact. A month with no data is handed over as a zero-row table (marked with
+        :data:`UNLISTED` when the source was not told it is empty, only not told of it)."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel every fetch running on this source, from any thread: each raises
+        :class:`FetchCancelled` promptly. Fetches started afterwards are not affected."""
         ...
 
     def close(self) -> None: ...
@@ -41,3 +58,16 @@ class Source(Protocol):
 
 def empty_month() -> pa.Table:
     return pa.table({"time": pa.array([], type=pa.timestamp("us"))})
+
+
+def unlisted_month() -> pa.Table:
+    """The zero-row table of a month the listing left out: :func:`empty_month` marked
+    with :data:`UNLISTED` in its schema metadata."""
+    return empty_month().replace_schema_metadata({UNLISTED: b"1"})
+
+
+def is_unlisted(table: pa.Table) -> bool:
+    """True for a month handed over empty only because the listing did not mention it
+    (an API answering ``{"files": []}`` for a past range looks exactly like this): keep
+    it in memory if you like, never persist it as a complete month."""
+    return table.num_rows == 0 and (table.schema.metadata or {}).get(UNLISTED) == b"1"

@@ -48,7 +48,7 @@ __all__ = ["DemoSource", "simulate_month", "DEMO_LABEL"]
 
 DEMO_LABEL = "SIMULATED demo data: not real market data"
 
-_VERSION = "demo-v1"  # bump when the model changes: it reseeds every series
+_VERSION = "demo-v2"  # bump when the model changes: it reseeds every series
 _REFERENCE = Month(2024, 1)
 # Base price in January 2024, trades a minute on the thinned Binance tape, median notional.
 _PROFILES: dict[str, tuple[float, float, float]] = {
@@ -131,17 +131,21 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
     inst = instrument(exchange, symbol)
     base_price, rate, median_notional = _profile(inst.base)
     rate *= venue(exchange).demo_activity
+    # One market per base: every venue shares its volatility, pressure regimes and price
+    # path (so venues agree on price up to a small basis and their flows move together);
+    # each venue draws its own trades.
+    market = np.random.default_rng(_seed("market", inst.base.upper(), month))
     rng = np.random.default_rng(_seed("tape", exchange, inst.atlas, month))
     start = pd.Timestamp(month.first_day)
     n_min = (month.last_day.day) * 1440
     n_hours = n_min // 60
 
     # Hourly state: AR(1) log-vol and a 3-state pressure regime.
-    eps = rng.normal(size=n_hours)
-    u = rng.random(n_hours)
+    eps = market.normal(size=n_hours)
+    u = market.random(n_hours)
     logvol = np.empty(n_hours)
     regime = np.empty(n_hours)
-    lv, rg = rng.normal(0.0, 0.35), float(rng.integers(-1, 2))
+    lv, rg = market.normal(0.0, 0.35), float(market.integers(-1, 2))
     for h in range(n_hours):
         lv = 0.93 * lv + 0.13 * eps[h]
         if u[h] < 0.12:
@@ -154,16 +158,17 @@ def simulate_month(exchange: str, symbol: str, month: Month, timestamp: str = "e
     weekday = (start.day_of_week + minute_hour // 24) % 7
     season = _HOURLY[hours_of_day] * np.where(weekday >= 5, 0.7, 1.0)
     vol_m = vol_h[minute_hour]
-    p_buy = np.clip(0.5 + 0.07 * regime[minute_hour] + rng.normal(0.0, 0.05, n_min), 0.08, 0.92)
+    p_buy = np.clip(0.5 + 0.07 * regime[minute_hour] + market.normal(0.0, 0.05, n_min), 0.08, 0.92)
 
     # Minute returns: vol-scaled noise plus a push from flow imbalance, bridged to the
     # next month's anchor so consecutive months join up.
     sigma = _MONTH_VOL / math.sqrt(n_min)
-    r = sigma * vol_m * (rng.normal(size=n_min) + 1.5 * (p_buy - 0.5))
+    r = sigma * vol_m * (market.normal(size=n_min) + 1.5 * (p_buy - 0.5))
     path = np.concatenate([[0.0], np.cumsum(r)])
     target = _anchor(inst.base, month.next()) - _anchor(inst.base, month)
     path -= np.linspace(0.0, 1.0, n_min + 1) * (path[-1] - target)
-    log_level = _anchor(inst.base, month) + path
+    basis = rng.normal(0.0, 3e-4)  # this venue's premium over the shared path, ~±3 bp
+    log_level = _anchor(inst.base, month) + path + basis
 
     counts = rng.poisson(rate * season * vol_m**0.8)
     n = int(counts.sum())
@@ -201,7 +206,9 @@ class DemoSource:
 
     name = "demo"
     simulated = True
-    cache_namespace = "demo"
+    # The model's version is part of the cache's folder: months simulated by an older
+    # model are never served as this one's.
+    cache_namespace = f"demo-{_VERSION.removeprefix('demo-')}"
 
     def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self._now = now or (lambda: datetime.now(UTC))
