@@ -25,6 +25,7 @@ from .core.errors import (
     AperiodicError,
     AuthError,
     DownloadError,
+    FetchCancelled,
     FormatError,
     NoDataError,
     PlanError,
@@ -79,6 +80,7 @@ __all__ = [
     "DownloadError",
     "SchemaError",
     "FormatError",
+    "FetchCancelled",
     "read_binance_aggtrades",
     "read_okx_trades",
 ]

@@ -56,6 +56,11 @@ function render({ model, el }) {
   const load = document.createElement("button");
   load.className = "apj-btn apj-load";
   load.textContent = "Load";
+  const cancel = document.createElement("button");
+  cancel.className = "apj-btn apj-cancel";
+  cancel.textContent = "Cancel";
+  cancel.style.display = "none";
+  cancel.addEventListener("click", () => model.send({ type: "cancel" }));
 
   const progress = document.createElement("progress");
   progress.className = "apj-progress";
@@ -77,6 +82,7 @@ function render({ model, el }) {
     field("timestamp", timestamp),
     field("source", source),
     load,
+    cancel,
   );
   // Panels: one checkbox each, in drawing order; the kernel validates the choice.
   const panelRow = document.createElement("div");
@@ -146,6 +152,7 @@ function render({ model, el }) {
     progress.style.visibility = total ? "visible" : "hidden";
     const loading = model.get("loading");
     load.disabled = loading;
+    cancel.style.display = loading ? "" : "none";
     const months = total ? `${done} of ${total} months` + (cached ? ` (${cached} from cache)` : "") : "";
     status.textContent = [model.get("status"), months].filter(Boolean).join(" · ");
   };

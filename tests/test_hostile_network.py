@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from aperiodic_jupyter import DownloadError, ServerError, make_query
+from aperiodic_jupyter import DownloadError, FetchCancelled, ServerError, make_query
 from aperiodic_jupyter.core.sources.api import ApiSource
-from aperiodic_jupyter.core.sources.base import FetchCancelled, is_unlisted
+from aperiodic_jupyter.core.sources.base import is_unlisted
 
 from .server import API_KEY, FakeApi
 

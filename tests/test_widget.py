@@ -88,3 +88,27 @@ def test_brush_reaches_the_explorer():
     w.panel._on_brush({"new": type("Sel", (), {"value": {"time": [lo.isoformat(), hi.isoformat()]}})()})
     assert w.brush_range == (lo, hi)
     assert len(w.brushed) == 12
+
+
+def test_cancel_stops_a_stalled_load_at_once_and_keeps_nothing_partial(api, make_client):
+    from aperiodic_jupyter import FetchCancelled
+
+    api.inject("file", stall=30.0, times=1, match="2023-02")
+    client = make_client(api, file_deadline=60.0)
+    w = FlowExplorer("binance", "BTC", "1h", "2023-01..2023-03", client=client, panels="cvd,delta")
+    w.load(wait=False)
+    deadline = time.monotonic() + 20
+    while api.inflight == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    w.selector._handle_custom_msg({"type": "cancel"}, [])  # the Cancel button
+    w._thread.join(10)
+    assert not w._thread.is_alive() and time.monotonic() - started < 3
+    assert w.selector.status.startswith("cancelled") and w.selector.error == "" and w.df is None
+    assert client.plan(make_query_for(w))["cached"].tolist().count("no") >= 1  # the stalled month is not cached
+    assert FetchCancelled.__name__ in aj.__all__
+
+
+def make_query_for(w):
+    s = w.selector
+    return aj.make_query(s.exchange, s.symbol, s.interval, s.range_text)

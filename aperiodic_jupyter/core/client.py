@@ -36,7 +36,7 @@ from .ranges import Month
 from .schema import FLOW_FILE_SCHEMA, TIME
 from .settings import SOURCES, Secret, fingerprint, resolve_api_key, settings
 from .sources.api import ApiSource
-from .sources.base import Source
+from .sources.base import Source, is_unlisted
 from .sources.demo import DEMO_LABEL, DemoSource
 
 __all__ = ["Client", "FetchOptions", "default_client", "shared_memory_cache"]
@@ -307,7 +307,8 @@ class Client:
                 taken = held.pop(key, None)
             if taken is not None:
                 taken.release()  # its file is in place: a waiting process may read it
-            deliver(key, table, "download")
+            # A month the listing left out is empty by omission, not by proof: say so.
+            deliver(key, table, "not listed" if is_unlisted(table) else "download")
 
         busy: dict[CacheKey, MonthLock] = {}
         try:

@@ -21,6 +21,7 @@ __all__ = [
     "DownloadError",
     "SchemaError",
     "FormatError",
+    "FetchCancelled",
 ]
 
 
@@ -70,6 +71,11 @@ class ServerError(SourceError):
 
 class DownloadError(SourceError):
     """A data file could not be downloaded intact after bounded retries."""
+
+
+class FetchCancelled(AperiodicError):
+    """The fetch was cancelled (Ctrl-C, the explorer's Cancel, ``Source.cancel()``).
+    Months finished before the cancel are cached and stay; nothing partial is."""
 
 
 class SchemaError(AperiodicError):

@@ -24,7 +24,7 @@ import traitlets
 
 from ..core.client import Client, default_client
 from ..core.combine import combine, fetch_all, plan_queries
-from ..core.errors import AperiodicError
+from ..core.errors import AperiodicError, FetchCancelled
 from ..core.progress import Progress
 from ..core.query import INTERVALS, TIMESTAMPS, Query
 from ..core.settings import SOURCES
@@ -156,7 +156,9 @@ class FlowExplorer(TextFallback, widgets.VBox):
     # -- loading -----------------------------------------------------------------------
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        if content.get("type") == "load":
+        if content.get("type") == "cancel":
+            self.cancel()
+        elif content.get("type") == "load":
             fields = content.get("query") or {}
             with self.selector.hold_sync():
                 for name in ("exchange", "symbol", "interval", "range_text", "timestamp", "source"):
@@ -202,6 +204,14 @@ class FlowExplorer(TextFallback, widgets.VBox):
             return self.df
         return None
 
+    def cancel(self) -> None:
+        """Stop the running load (the Cancel button): downloads stop within a fraction
+        of a second, months already finished stay cached, nothing partial is kept."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        self.selector.status = "cancelling"
+        (self._client or default_client(self.selector.source)).source.cancel()
+
     def _progress(self, p: Progress) -> None:
         with self.selector.hold_sync():
             self.selector.progress_total = p.total
@@ -227,6 +237,9 @@ class FlowExplorer(TextFallback, widgets.VBox):
             self.queries = list(queries)
             self.query = queries[0]
             self.df = df
+        except FetchCancelled as exc:
+            result["error"] = exc
+            s.status = "cancelled: months finished before it are cached"
         except AperiodicError as exc:
             result["error"] = exc
             s.error = str(exc)

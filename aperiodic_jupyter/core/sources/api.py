@@ -57,6 +57,7 @@ from ... import __version__
 from ..errors import (
     AuthError,
     DownloadError,
+    FetchCancelled,
     NoDataError,
     PlanError,
     QueryError,
@@ -69,7 +70,7 @@ from ..query import Query
 from ..ranges import Month, utc_today
 from ..schema import TIME
 from ..settings import Secret, resolve_api_key, resolve_base_url, settings
-from .base import FetchCancelled, OnMonth, unlisted_month
+from .base import OnMonth, unlisted_month
 
 log = logging.getLogger("aperiodic_jupyter")
 
@@ -452,7 +453,7 @@ class ApiSource:
 
     def cancel(self) -> None:
         """Cancel every fetch running on this source, from any thread (the explorer's
-        Cancel). Each raises :class:`~aperiodic_jupyter.core.sources.base.FetchCancelled`
+        Cancel). Each raises :class:`~aperiodic_jupyter.FetchCancelled`
         within about ``POLL`` seconds; months handed over before stay, no other month is
         handed over, no request goes out after it. Later fetches are not affected; to
         cancel one fetch only, pass ``cancel=event`` to :meth:`fetch_months`."""

@@ -7,7 +7,6 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..errors import AperiodicError
 from ..query import Query
 from ..ranges import Month
 
@@ -19,11 +18,6 @@ OnMonth = Callable[[Month, pa.Table, bytes | bytearray | None], None]
 #: mention: the source's word for "empty" there is not a proof, so the core must not
 #: persist it as a complete month. See :func:`is_unlisted`.
 UNLISTED = b"aperiodic_jupyter.unlisted"
-
-
-class FetchCancelled(AperiodicError):
-    """The fetch was cancelled (``Source.cancel()``, or the cancel event passed down).
-    Months handed over before the cancel are complete and stay; nothing else is."""
 
 
 @runtime_checkable
