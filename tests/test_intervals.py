@@ -58,3 +58,17 @@ def test_every_front_end_offers_the_short_intervals():
     assert {"15s", "30s"} <= got
     df = aj.get_flow("okx", "BTC", "30s", "2024-01-01", source="demo", progress=False)
     assert len(df) == 2880
+
+
+def test_a_plan_without_short_bars_is_one_line_that_names_the_plan(api, make_client):
+    api.inject("list", status=403, times=5)
+    client = make_client(api)
+    with pytest.raises(aj.PlanError) as err:
+        client.get_flow("binance", "BTC", "15s", "2024-01-01")
+    text = str(err.value)
+    assert text.startswith("15s bars need a higher Aperiodic plan; your plan does not cover this request (403)")
+    assert "\n" not in text
+    with pytest.raises(aj.PlanError) as err:
+        client.get_flow("binance", "BTC", "1h", "2024-01-01")
+    assert str(err.value).startswith("your plan does not cover this request (403)")
+

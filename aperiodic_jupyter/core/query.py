@@ -33,6 +33,8 @@ INTERVAL_SECONDS: dict[str, int] = {
     "1d": 86400,
 }
 INTERVALS: tuple[str, ...] = tuple(INTERVAL_SECONDS)
+#: Intervals only higher API plans serve.
+SUB_MINUTE: frozenset[str] = frozenset(i for i, seconds in INTERVAL_SECONDS.items() if seconds < 60)
 TIMESTAMPS: tuple[str, ...] = ("exchange", "true")
 #: Metrics served on the same ``/data/{metric}`` path shape (the public client's list).
 METRICS: tuple[str, ...] = (

@@ -66,7 +66,7 @@ from ..errors import (
     SourceError,
 )
 from ..parquet import read_parquet_bytes
-from ..query import Query
+from ..query import SUB_MINUTE, Query
 from ..ranges import Month, utc_today
 from ..schema import TIME
 from ..settings import Secret, resolve_api_key, resolve_base_url, settings
@@ -615,7 +615,9 @@ class ApiSource:
         if code == 401:
             raise AuthError(f"the API key was refused (401): {KEY_HELP}", 401)
         if code == 403:
-            raise PlanError(f"your plan does not cover this request (403){': ' + text if text else ''}", 403)
+            # Sub-minute bars are the usual reason: name the plan requirement, not just "403".
+            need = f"{query.interval} bars need a higher Aperiodic plan; " if query.interval in SUB_MINUTE else ""
+            raise PlanError(f"{need}your plan does not cover this request (403){': ' + text if text else ''}", 403)
         if code == 404:
             raise NoDataError(f"no {query.metric} data for {what}, {query.interval}, {query.start}..{query.end} (404)", 404)
         raise ServerError(f"the Aperiodic API failed with HTTP {code}{': ' + text if text else ''}", code)
