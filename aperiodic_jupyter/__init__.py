@@ -6,6 +6,10 @@
 With no API key configured the data comes from the embedded demo source and is labelled
 as simulated (``df.attrs["simulated"]``). In a notebook: ``%load_ext aperiodic_jupyter``
 then ``%flow binance BTC 1h 2024-01..2024-03``.
+
+``output="polars"`` or ``output="arrow"`` returns a Polars DataFrame or an Arrow table
+instead, straight from the Arrow table the core holds (no pandas on the way);
+``provenance(df)`` reads where any of the three came from.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
-import pandas as pd
-
 from .core.client import Client, FetchOptions, default_client
 from .core.compute import compute_flow, order_size_shares
 from .core.errors import (
@@ -29,12 +31,14 @@ from .core.errors import (
     FormatError,
     NoDataError,
     PlanError,
+    PreviewError,
     QueryError,
     SchemaError,
     ServerError,
     SourceError,
     SymbolError,
 )
+from .core.output import OUTPUTS, Frame, provenance
 from .core.progress import Progress
 from .core.query import INTERVALS, Query, make_query
 from .core.ranges import parse_range
@@ -54,6 +58,8 @@ __all__ = [
     "get_ohlcv",
     "get_flow_async",
     "get_metrics_async",
+    "provenance",
+    "OUTPUTS",
     "default_client",
     "set_api_key",
     "Client",
@@ -75,6 +81,7 @@ __all__ = [
     "SourceError",
     "AuthError",
     "PlanError",
+    "PreviewError",
     "NoDataError",
     "ServerError",
     "DownloadError",
@@ -125,8 +132,9 @@ def get_metrics(
     *,
     source: str | None = None,
     **options: Unpack[FetchOptions],
-) -> pd.DataFrame:
-    """Any metric on the API's ``/data/{metric}`` path as a DataFrame; see :func:`get_flow`."""
+) -> Frame:
+    """Any metric on the API's ``/data/{metric}`` path as a DataFrame (or, with
+    ``output``, a Polars frame or an Arrow table); see :func:`get_flow`."""
     options.setdefault("progress", True)
     return default_client(source or "auto").get_metrics(metric, exchange, symbol, interval, start, end, **options)
 
@@ -140,8 +148,9 @@ def get_flow(
     *,
     source: str | None = None,
     **options: Unpack[FetchOptions],
-) -> pd.DataFrame:
-    """Taker-flow metrics for one symbol as a pandas DataFrame.
+) -> Frame:
+    """Taker-flow metrics for one symbol as a pandas DataFrame (or, with ``output``, a
+    Polars DataFrame or an Arrow table).
 
     Args:
         exchange: ``binance-futures``, ``okx-perps``, ``hyperliquid-perps`` (or the
@@ -160,14 +169,24 @@ def get_flow(
         progress: show a progress bar while months download (default ``True``).
         with_price: also fetch the price bars and join ``open high low close`` on
             ``time`` (bars missing on one side stay, as NaN); if the price cannot be
-            had the flow is returned whole and ``df.attrs["price"]`` says why.
+            had the flow is returned whole and ``df.attrs["price"]`` says why. Pandas
+            output only, for now (other outputs are refused in one line).
+        output: ``pandas`` (default), ``polars`` or ``arrow``. ``polars`` is
+            ``pl.from_arrow`` of the core's table, zero-copy (one chunk per month), and
+            needs ``pip install polars``; ``arrow`` is the ``pyarrow.Table`` itself.
+            ``time`` is tz-aware UTC in all three (``Datetime("ns", "UTC")`` in
+            Polars). Lists of venues or symbols are stacked in Arrow for both.
 
     Returns:
         One row per bar: ``time`` (tz-aware UTC bar start, a column), base-asset
         volumes (``taker_buy_volume``...), trade counts, quote-notional columns
         (``volume_delta_notional``, ``taker_*_order_volume``), ratios and scores. See
         ``aperiodic_jupyter.FLOW_UNITS`` for every column's unit. ``df.attrs`` says
-        where the data came from, whether it is simulated, and what it covers.
+        where the data came from, whether it is simulated, and what it covers; for an
+        Arrow table the same dict is JSON in the schema metadata (key
+        ``b"aperiodic_jupyter"``), and Polars frames have no attrs:
+        :func:`provenance` returns it for any of the three (for Polars, only for the
+        frame returned here, not frames derived from it).
     """
     return get_metrics("flow", exchange, symbol, interval, start, end, source=source, **options)
 
@@ -181,7 +200,7 @@ def get_ohlcv(
     *,
     source: str | None = None,
     **options: Unpack[FetchOptions],
-) -> pd.DataFrame:
+) -> Frame:
     """Price bars for one symbol, through the same query, cache, sources and errors as
     :func:`get_flow` (``GET {base}/data/ohlcv``).
 
@@ -193,12 +212,12 @@ def get_ohlcv(
     return get_metrics("ohlcv", exchange, symbol, interval, start, end, source=source, **options)
 
 
-async def get_flow_async(*args: Any, **kwargs: Any) -> pd.DataFrame:
+async def get_flow_async(*args: Any, **kwargs: Any) -> Frame:
     """:func:`get_flow` for ``await``: runs in a worker thread, so the event loop
     (Jupyter's included) keeps running; no loop patching."""
     return await asyncio.to_thread(get_flow, *args, **kwargs)
 
 
-async def get_metrics_async(*args: Any, **kwargs: Any) -> pd.DataFrame:
+async def get_metrics_async(*args: Any, **kwargs: Any) -> Frame:
     """:func:`get_metrics` for ``await`` (see :func:`get_flow_async`)."""
     return await asyncio.to_thread(get_metrics, *args, **kwargs)

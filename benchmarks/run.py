@@ -82,11 +82,12 @@ def bench_demo(quick: bool) -> Section:
     return sec
 
 
-from fetch_bench import bench_assembly, bench_chart, bench_cold, bench_memory, bench_warm  # noqa: E402
+from fetch_bench import bench_assembly, bench_chart, bench_cold, bench_memory, bench_output, bench_warm  # noqa: E402
 
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "cold": bench_cold,
     "warm": bench_warm,
+    "output": bench_output,
     "assembly": bench_assembly,
     "engine": bench_engine,
     "demo": bench_demo,

@@ -4,7 +4,9 @@ A real HTTP server (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive) on 127.
 
 - ``GET /api/v1/data/{metric}`` checks ``X-API-KEY`` and the parameters, and answers
   ``{"files": [...]}`` with one presigned-style URL per month (or per day from
-  ``daily_from`` on), in shuffled order;
+  ``daily_from`` on), in shuffled order. ``ohlcv`` files are price bars
+  (``shared/api/price-preview-stream.md``) with the same bar starts as the flow files of
+  the same query, so the two join on ``time``; every other metric gets flow files;
 - ``GET /files/{token}?X-Amz-Expires=...&X-Amz-Signature=...`` serves the Parquet file
   until the token expires (``url_ttl`` seconds), then answers 403 like S3.
 
@@ -12,8 +14,14 @@ Faults are injected per request with :meth:`FakeApi.inject`: a status (401, 403,
 429 with ``Retry-After``, 500, 503...) with extra headers or a redirect ``location``, a
 delay, a truncated body, corrupt bytes, a body that stalls after its first half, a body
 trickled ``N`` bytes every ``S`` seconds, or a lying listing (``listing="empty"``,
-``"duplicate"``, ``"duplicate_day"``, ``"overlap"``, ``"swap"``, ``"extra"``). Every request is counted,
-so tests can assert "zero requests" on a warm call.
+``"duplicate"``, ``"duplicate_day"``, ``"overlap"``, ``"swap"``, ``"extra"``). A fault's ``match``
+is tested against a file's label (``2024-01``, ``2024-03-12``) or a listing's label,
+``{metric}?{query}`` (``ohlcv?timestamp=exchange&interval=1h&...``), so a fault can hit
+the price listing only (``match="ohlcv"``). Every request is counted, so tests can
+assert "zero requests" on a warm call.
+
+:func:`with_gaps` drops every Nth bar of a month from one metric's files (a bar with no
+trades may be missing from either file).
 """
 
 from __future__ import annotations
@@ -42,27 +50,46 @@ from aperiodic_jupyter.core.schema import FLOW_FILE_SCHEMA
 
 API_KEY = "test-key-5f2c9a17d3"
 EXCHANGES = {"binance-futures", "okx-perps", "hyperliquid-perps"}
-INTERVAL_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
+INTERVAL_SECONDS = {
+    "15s": 15,
+    "30s": 30,
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "4h": 14400,
+    "1d": 86400,
+}
 
 DataFn = Callable[[str, str, str, str, str, int, int, int | None], pa.Table | None]
+
+
+def _bars(interval: str, year: int, month: int, day: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Bar numbers within the month and bar starts (naive UTC) of a monthly or daily file."""
+    step = INTERVAL_SECONDS[interval]
+    first = datetime(year, month, day or 1)
+    days = 1 if day else calendar.monthrange(year, month)[1]
+    n = days * 86400 // step
+    offset_bars = (first - datetime(year, month, 1)) // timedelta(seconds=step)
+    idx = np.arange(offset_bars, offset_bars + n)
+    times = np.datetime64(first, "us") + np.arange(n) * np.timedelta64(step, "s")
+    return idx, times
 
 
 def synthetic_table(
     metric: str, exchange: str, symbol: str, interval: str, timestamp: str, year: int, month: int, day: int | None = None
 ) -> pa.Table | None:
-    """Deterministic, easy-to-check flow data: bar ``i`` of the month has
+    """Deterministic, easy-to-check data: bar ``i`` of the month has
     ``taker_buy_count == i`` and ``taker_buy_volume == i + offset`` where the offset is
-    0.0 for exchange time and 0.5 for arrival time. Symbols containing ``NODATA`` have
-    none; ``2019`` months are empty."""
+    0.0 for exchange time and 0.5 for arrival time. ``ohlcv`` files are price bars of
+    the same bar starts (see :func:`synthetic_ohlcv`); every other metric gets flow
+    files. Symbols containing ``NODATA`` have none; ``2019`` months are empty."""
     if "NODATA" in symbol or year == 2019:
         return None
-    step = INTERVAL_MINUTES[interval]
-    first = datetime(year, month, day or 1)
-    days = 1 if day else calendar.monthrange(year, month)[1]
-    n = days * 1440 // step
-    offset_bars = (first - datetime(year, month, 1)) // timedelta(minutes=step)
-    idx = np.arange(offset_bars, offset_bars + n)
-    times = np.datetime64(first, "us") + np.arange(n) * np.timedelta64(step, "m")
+    if metric == "ohlcv":
+        return synthetic_ohlcv(interval, timestamp, year, month, day)
+    idx, times = _bars(interval, year, month, day)
     cols: dict[str, pa.Array] = {"time": pa.array(times, type=pa.timestamp("us"))}
     offset = 0.5 if timestamp == "true" else 0.0
     for field in list(FLOW_FILE_SCHEMA)[1:]:
@@ -76,6 +103,53 @@ def synthetic_table(
     return pa.table(cols, schema=FLOW_FILE_SCHEMA)
 
 
+#: The columns of a synthetic ``ohlcv`` file: the five the contract names, plus one it
+#: does not (``quote_volume``), which a client must pass through.
+OHLCV_COLUMNS = ("time", "open", "high", "low", "close", "volume", "quote_volume")
+
+
+def synthetic_ohlcv(interval: str, timestamp: str, year: int, month: int, day: int | None = None) -> pa.Table:
+    """Price bars with the flow files' bar starts: bar ``i`` of the month opens at
+    ``1000 + i + offset`` (offset as in :func:`synthetic_table`) and closes
+    ``(i % 5) - 2`` away from it (down, flat or up); ``high`` is 1.5 above the larger of
+    open and close, ``low`` 1.25 below the smaller; ``volume`` is the flow's buy plus
+    sell volume of the bar and ``quote_volume`` is ``volume * close``."""
+    idx, times = _bars(interval, year, month, day)
+    offset = 0.5 if timestamp == "true" else 0.0
+    open_ = 1000.0 + idx + offset
+    close = open_ + (idx % 5) - 2
+    volume = (idx + offset) + ((idx % 7) + 1)
+    cols = {
+        "time": pa.array(times, type=pa.timestamp("us")),
+        "open": pa.array(open_, type=pa.float64()),
+        "high": pa.array(np.maximum(open_, close) + 1.5, type=pa.float64()),
+        "low": pa.array(np.minimum(open_, close) - 1.25, type=pa.float64()),
+        "close": pa.array(close, type=pa.float64()),
+        "volume": pa.array(volume, type=pa.float64()),
+        "quote_volume": pa.array(volume * close, type=pa.float64()),
+    }
+    return pa.table(cols)
+
+
+def with_gaps(*, ohlcv: int = 50, flow: int = 0, data: DataFn = synthetic_table) -> DataFn:
+    """``data`` with bars missing: every ``ohlcv``-th bar of each month (bar numbers
+    ``ohlcv - 1``, ``2 * ohlcv - 1``...) is left out of the ``ohlcv`` files, and every
+    ``flow``-th out of the flow files; 0 leaves that metric whole. The same bars are
+    missing from monthly and daily files."""
+
+    def gappy(metric, exchange, symbol, interval, timestamp, year, month, day=None):
+        table = data(metric, exchange, symbol, interval, timestamp, year, month, day)
+        every = ohlcv if metric == "ohlcv" else flow
+        if table is None or not every:
+            return table
+        start = np.datetime64(datetime(year, month, 1), "us")
+        step = np.timedelta64(INTERVAL_SECONDS[interval], "s")
+        bar = (table.column("time").to_numpy() - start) // step
+        return table.filter(pa.array(bar % every != every - 1))
+
+    return gappy
+
+
 @dataclass
 class Fault:
     route: str  # "list" or "file"
@@ -85,7 +159,7 @@ class Fault:
     truncate: bool = False
     corrupt: bool = False
     body: dict | None = None
-    match: str | None = None  # only files whose label (2024-01, 2026-08-12) contains this
+    match: str | None = None  # only files (2024-01, 2026-08-12) or listings (ohlcv?...) whose label contains this
     times: int = 1
     headers: dict | None = None  # extra response headers of a status fault
     location: str | None = None  # a status fault's Location; "{path}" is the request's path and query
@@ -97,6 +171,29 @@ class Fault:
     # first two monthly files; "extra" adds a file for the month after the range and one
     # for day 32 of the first month.
     listing: str | None = None
+
+
+PREVIEW_KEY = "DEMO-KEY"
+PREVIEW_MONTH = (2025, 6)
+PREVIEW_WHITELIST = {
+    "binance-futures": {"perpetual-BTC-USDT:USDT"},
+    "okx-perps": {"perpetual-BTC-USDT:USDT"},
+    "hyperliquid-perps": {"perpetual-BTC-USDC:USDC"},
+}
+#: A contract "listed last week": not in the shipped snapshot, served by /metadata/symbols.
+NEW_LISTING = "perpetual-NEWCOIN-USDT:USDT"
+
+
+def snapshot_symbols(exchange: str) -> list[str]:
+    from aperiodic_jupyter.core.symbols import _snapshot
+
+    return [i.atlas for i in _snapshot(exchange)]
+
+
+def _in_preview(whitelist: dict[str, set[str]], params: dict[str, str]) -> bool:
+    first, last = f"{PREVIEW_MONTH[0]:04d}-{PREVIEW_MONTH[1]:02d}-01", f"{PREVIEW_MONTH[0]:04d}-{PREVIEW_MONTH[1]:02d}-30"
+    inside = first <= params.get("start_date", "") and params.get("end_date", "") <= last
+    return inside and params.get("symbol") in whitelist.get(params.get("exchange", ""), set())
 
 
 class FakeApi:
@@ -111,9 +208,16 @@ class FakeApi:
         daily_from: date | None = None,
         latency: float = 0.0,
         bandwidth: float | None = None,
+        preview: dict[str, set[str]] | None = None,
+        symbols: dict[str, list[str]] | None = None,
     ) -> None:
         self.data = data
         self.api_key = api_key
+        # The preview's whitelist (exchange -> Atlas symbols), served only in PREVIEW_MONTH
+        # and only to PREVIEW_KEY; the real whitelist is the server's business and changes.
+        self.preview = preview if preview is not None else dict(PREVIEW_WHITELIST)
+        # /metadata/symbols answers: by default the shipped snapshot plus one new listing.
+        self.symbols = symbols
         self.url_ttl = url_ttl
         self.daily_from = daily_from
         self.latency = latency
@@ -352,26 +456,53 @@ class _Handler(BaseHTTPRequestHandler):
         if self.api.latency:
             time.sleep(self.api.latency)
         parts = urlsplit(self.path)
-        if parts.path.startswith("/api/v1/data/"):
+        if parts.path.startswith("/api/v1/data/preview/"):
+            self._list(parts.path.rsplit("/", 1)[1], parts.query, preview=True)
+        elif parts.path.startswith("/api/v1/data/"):
             self._list(parts.path.rsplit("/", 1)[1], parts.query)
+        elif parts.path == "/api/v1/metadata/symbols":
+            self._symbols(parts.query)
         elif parts.path.startswith("/files/"):
             self._file(parts.path.split("/")[2])
         else:
             self._record("other", parts.path, 404)
             self._json(404, {"error": "Not Found"})
 
-    def _list(self, metric: str, query: str) -> None:
+    def _symbols(self, query: str) -> None:
         params = {k: v[0] for k, v in parse_qs(query).items()}
-        label = f"{params.get('start_date')}..{params.get('end_date')}"
+        key = self.headers.get("X-API-KEY")
+        with self.api._lock:
+            self.api.received_keys.append(key)
+        label = f"symbols?{query}"
+        fault = self.api.take_fault("symbols", label)
+        if self._apply_fault(fault, "symbols", label):
+            return
+        if key != self.api.api_key:
+            self._record("symbols", label, 401)
+            self._json(401, {"error": "Authorization Required"})
+            return
+        exchange = params.get("exchange", "")
+        table = self.api.symbols or {}
+        listed = table[exchange] if exchange in table else snapshot_symbols(exchange) + [NEW_LISTING]
+        self._record("symbols", label, 200)
+        self._json(200, {"symbols": listed, "exchange": exchange, "bucket": "ohlcv"})
+
+    def _list(self, metric: str, query: str, preview: bool = False) -> None:
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        label = f"{'preview/' if preview else ''}{metric}?{query}"  # e.g. ohlcv?timestamp=exchange&interval=1h&...
         key = self.headers.get("X-API-KEY")
         with self.api._lock:
             self.api.received_keys.append(key)
         fault = self.api.take_fault("list", label)
         if self._apply_fault(fault, "list", label):
             return
-        if key != self.api.api_key:
+        if key != (PREVIEW_KEY if preview else self.api.api_key):
             self._record("list", label, 401)
             self._json(401, {"error": "Authorization Required"})
+            return
+        if preview and not _in_preview(self.api.preview, params):
+            self._record("list", label, 403)
+            self._json(403, {"error": "This request is outside the preview whitelist"})
             return
         problems = _validate(params)
         if problems:
@@ -469,7 +600,7 @@ def _validate(params: dict[str, str]) -> list[str]:
         return problems
     if params["timestamp"] not in ("exchange", "true"):
         problems.append("timestamp must be exchange or true")
-    if params["interval"] not in INTERVAL_MINUTES:
+    if params["interval"] not in INTERVAL_SECONDS:
         problems.append("invalid interval")
     if params["exchange"] not in EXCHANGES:
         problems.append("invalid exchange")

@@ -296,6 +296,7 @@ class WrongMonths:
 
     name = "test"
     simulated = False
+    label = "a test source"
     cache_namespace = "test"
 
     def check(self, query):

@@ -139,7 +139,7 @@ BAD_LINES = [
     ("%flow binance BTC 1h 2024-01 -s", "-s/--source needs a value"),
     ("%flow binance BTC", "missing INTERVAL, RANGE"),
     ("%flow binance BTC 1h 2024-01 -c bids", "unknown column or group 'bids'; groups: volumes"),
-    ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: auto, api, demo"),
+    ("%flow binance BTC 1h 2024-01 -s ftp", "unknown source 'ftp'; valid: auto, api, preview, demo"),
     ("%flow binance BTC 1h 2024-01 -t local", "unknown timestamp source 'local'"),
     ("%flow binance BTC 1h 2024-01 -m candles", "unknown metric 'candles'"),
     ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only flow and ohlcv, not 'returns'"),

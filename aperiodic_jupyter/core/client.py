@@ -17,17 +17,18 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, default_cache_dir
-from .combine import combine, fetch_all, plan_queries
+from .combine import combine, combine_tables, fetch_all, plan_queries
 from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, QueryError
-from .frame import assemble, table_to_frame
+from .frame import assemble
+from .output import Frame, check_output, check_with_price, convert
 from .parquet import check_span
 from .price import join_price
 from .progress import ProgressCallback, reporter
@@ -37,7 +38,11 @@ from .schema import FLOW_FILE_SCHEMA, TIME
 from .settings import SOURCES, Secret, fingerprint, resolve_api_key, settings
 from .sources.api import ApiSource
 from .sources.base import Source, is_unlisted
-from .sources.demo import DEMO_LABEL, DemoSource
+from .sources.demo import DemoSource
+from .sources.preview import PreviewSource
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["Client", "FetchOptions", "default_client", "shared_memory_cache"]
 
@@ -130,6 +135,10 @@ class Client:
                 choice = "api" if resolve_api_key(api_key) else "demo"
             if choice == "api":
                 self.source: Source = ApiSource(api_key, base_url, max_concurrency=max_concurrency, **api_options)
+            elif choice == "preview":
+                if api_key:
+                    raise QueryError("the preview uses the shared public key, never yours: drop api_key, or use source='api'")
+                self.source = PreviewSource(base_url, max_concurrency=max_concurrency, **api_options)
             elif choice == "demo":
                 self.source = DemoSource()
             else:
@@ -409,6 +418,50 @@ class Client:
                 pause = min(pause * 1.5, 0.25)
         return sorted(again)
 
+    @overload
+    def fetch(
+        self,
+        query: Query,
+        *,
+        refresh: bool = ...,
+        progress: bool | ProgressCallback | None = ...,
+        with_price: bool = ...,
+        output: Literal["pandas"] = ...,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def fetch(
+        self,
+        query: Query,
+        *,
+        refresh: bool = ...,
+        progress: bool | ProgressCallback | None = ...,
+        with_price: bool = ...,
+        output: Literal["polars"],
+    ) -> pl.DataFrame: ...
+
+    @overload
+    def fetch(
+        self,
+        query: Query,
+        *,
+        refresh: bool = ...,
+        progress: bool | ProgressCallback | None = ...,
+        with_price: bool = ...,
+        output: Literal["arrow"],
+    ) -> pa.Table: ...
+
+    @overload
+    def fetch(
+        self,
+        query: Query,
+        *,
+        refresh: bool = ...,
+        progress: bool | ProgressCallback | None = ...,
+        with_price: bool = ...,
+        output: str,
+    ) -> Frame: ...
+
     def fetch(
         self,
         query: Query,
@@ -416,8 +469,10 @@ class Client:
         refresh: bool = False,
         progress: bool | ProgressCallback | None = None,
         with_price: bool = False,
-    ) -> pd.DataFrame:
-        """Fetch a query as a pandas DataFrame.
+        output: str = "pandas",
+    ) -> Frame:
+        """Fetch a query as a pandas DataFrame (or, with ``output``, a Polars
+        DataFrame or an Arrow table).
 
         ``time`` is a tz-aware UTC column (bar start), rows sorted by it and trimmed to
         ``[start 00:00, end 23:59:59.999999]``. ``df.attrs`` records ``query``,
@@ -433,25 +488,36 @@ class Client:
             with_price: for a flow query, also fetch the ``ohlcv`` metric of the same
                 query and join ``open high low close`` on ``time`` (see :mod:`.price`);
                 a price fetch that fails leaves the flow whole and says why in
-                ``df.attrs["price"]``.
+                ``df.attrs["price"]``. Pandas output only, for now.
+            output: ``pandas`` (default), ``polars`` (zero-copy from the Arrow table;
+                needs ``pip install polars``) or ``arrow`` (the table itself). ``time``
+                is tz-aware UTC in all three; the ``attrs`` above are in ``df.attrs``,
+                in the Arrow schema metadata, and for all three at
+                :func:`aperiodic_jupyter.provenance` (see :mod:`.output`).
         """
+        output = check_output(output)  # before any download: a typo or no Polars fails at once
         if with_price and query.metric != "flow":
             raise QueryError(f"with_price joins price onto flow; the {query.metric!r} metric has no price join")
+        if with_price:
+            check_with_price(output)
         table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
-        df = table_to_frame(table)
-        df.attrs.update(self._attrs(query, origin, table))
+        attrs = self._attrs(query, origin, table)
         if not with_price:
-            return df
+            return convert(table, attrs, output)
+        df = convert(table, attrs, "pandas")
         try:
-            price = self.fetch(dataclasses.replace(query, metric="ohlcv"), refresh=refresh, progress=progress)
+            # One bar per call: the price months (few, small) show no second bar.
+            price = self.fetch(
+                dataclasses.replace(query, metric="ohlcv"), refresh=refresh, progress=progress if callable(progress) else None
+            )
         except AperiodicError as exc:  # the flow is what was asked for: never lose it
             return join_price(df, None, str(exc))
         return join_price(df, price)
 
-    async def fetch_async(self, query: Query, **kwargs: Any) -> pd.DataFrame:
+    async def fetch_async(self, query: Query, **kwargs: Any) -> Frame:
         """:meth:`fetch` for ``await``: the work runs in a worker thread, so the event
         loop (Jupyter's included) keeps running."""
-        return await asyncio.to_thread(self.fetch, query, **kwargs)
+        return await asyncio.to_thread(lambda: self.fetch(query, **kwargs))
 
     def _attrs(self, query: Query, origin: dict[str, str], table: pa.Table) -> dict[str, Any]:
         simulated = bool(getattr(self.source, "simulated", False))
@@ -463,7 +529,7 @@ class Client:
             "query": query.to_dict(),
             "source": self.source.name,
             "simulated": simulated,
-            "label": DEMO_LABEL if simulated else f"Aperiodic API ({query.exchange})",
+            "label": self.source.label,
             "months": origin,
             "from_cache": [m for m, o in origin.items() if o != "download"],
             "downloaded": [m for m, o in origin.items() if o == "download"],
@@ -480,24 +546,32 @@ class Client:
         start: date | datetime | str,
         end: date | datetime | str | None = None,
         **options: Unpack[FetchOptions],
-    ) -> pd.DataFrame:
+    ) -> Frame:
         """Any metric served on ``/data/{metric}`` (``flow``, ``vtwap``, ``returns``...);
         the arguments are :func:`~aperiodic_jupyter.get_flow`'s. Lists of venues or
         symbols give one tidy frame with ``exchange`` and ``symbol`` columns (see
-        :mod:`.combine`)."""
+        :mod:`.combine`; for ``output="polars"``/``"arrow"`` the parts are stacked in
+        Arrow)."""
         timestamp = options.get("timestamp", "exchange")
+        output = check_output(options.get("output", "pandas"))
         fetch_options: dict[str, Any] = {
             "refresh": options.get("refresh", False),
             "progress": options.get("progress"),
             "with_price": options.get("with_price", False),
+            "output": output,
         }
+        if fetch_options["with_price"] and metric == "flow":
+            check_with_price(output)  # before several fetches start, not inside each
         if isinstance(exchange, str) and isinstance(symbol, str):
             q = make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
             return self.fetch(q, **fetch_options)
         exchanges = [exchange] if isinstance(exchange, str) else list(exchange)
         symbols = [symbol] if isinstance(symbol, str) else list(symbol)
         queries, skipped = plan_queries(exchanges, symbols, interval, start, end, timestamp=timestamp, metric=metric)
-        return combine(fetch_all(self, queries, **fetch_options), skipped)
+        if output == "pandas":
+            return combine(fetch_all(self, queries, **fetch_options), skipped)
+        table, attrs = combine_tables(fetch_all(self, queries, **{**fetch_options, "output": "arrow"}), skipped)
+        return convert(table, attrs, output)
 
     def get_flow(
         self,
@@ -507,7 +581,7 @@ class Client:
         start: date | datetime | str,
         end: date | datetime | str | None = None,
         **options: Unpack[FetchOptions],
-    ) -> pd.DataFrame:
+    ) -> Frame:
         """Taker-flow metrics; see :func:`aperiodic_jupyter.get_flow`."""
         return self.get_metrics("flow", exchange, symbol, interval, start, end, **options)
 
@@ -519,7 +593,7 @@ class Client:
         start: date | datetime | str,
         end: date | datetime | str | None = None,
         **options: Unpack[FetchOptions],
-    ) -> pd.DataFrame:
+    ) -> Frame:
         """Price bars; see :func:`aperiodic_jupyter.get_ohlcv`."""
         return self.get_metrics("ohlcv", exchange, symbol, interval, start, end, **options)
 
@@ -532,13 +606,17 @@ class FetchOptions(TypedDict, total=False):
         refresh: fetch again even if cached (the cache is updated).
         progress: ``True`` for a progress bar while months download, or a callable
             receiving :class:`~aperiodic_jupyter.Progress`.
-        with_price: flow only: join ``open high low close`` on ``time``.
+        with_price: flow only: join ``open high low close`` on ``time`` (pandas
+            output only, for now).
+        output: ``pandas`` (default), ``polars`` or ``arrow``; see
+            :mod:`aperiodic_jupyter.core.output`.
     """
 
     timestamp: str
     refresh: bool
     progress: bool | ProgressCallback | None
     with_price: bool
+    output: str
 
 
 _clients_lock = threading.Lock()

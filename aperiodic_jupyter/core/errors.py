@@ -16,6 +16,7 @@ __all__ = [
     "SourceError",
     "AuthError",
     "PlanError",
+    "PreviewError",
     "NoDataError",
     "ServerError",
     "DownloadError",
@@ -57,6 +58,10 @@ class AuthError(SourceError):
 
 class PlanError(SourceError):
     """403 from the API: the plan does not cover this request."""
+
+
+class PreviewError(PlanError):
+    """The preview (``source="preview"``) does not cover this request; a key does."""
 
 
 class NoDataError(SourceError):

@@ -28,8 +28,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://aperiodic.io/api/v1"
-#: What ``source`` may be: ``auto`` is the API when a key is set, else the demo.
-SOURCES: tuple[str, ...] = ("auto", "api", "demo")
+#: What ``source`` may be: ``auto`` is the API when a key is set, else the demo;
+#: ``preview`` is the API's free slice of real data (no key needed).
+SOURCES: tuple[str, ...] = ("auto", "api", "preview", "demo")
 #: The environment variables read when a setting is unset.
 ENV = ("APERIODIC_API_KEY", "APERIODIC_API_URL", "APERIODIC_CACHE_DIR")
 
@@ -96,7 +97,7 @@ class Aperiodic(Configurable):
     memory_cache_bytes = Integer(1 << 30, help="byte budget of the kernel's memory cache (bytes)").tag(config=True)
     max_concurrency = Integer(16, help="downloads in flight at once").tag(config=True)
     ttl = Float(15 * 60.0, help="seconds a month that is not yet complete stays fresh in the cache").tag(config=True)
-    source = CaselessStrEnum(list(SOURCES), default_value="auto", help="auto: the API when a key is set, else the demo").tag(
+    source = CaselessStrEnum(list(SOURCES), default_value="auto", help="auto: the API when a key is set, else the demo; preview: a free slice of real data").tag(
         config=True
     )
 

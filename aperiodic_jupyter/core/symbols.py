@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from .errors import SymbolError
+from .symbol_lists import fresh_symbols, refresh_symbols
 from .venues import resolve_exchange, venue
 
 __all__ = ["Instrument", "instruments", "resolve_symbol", "base_symbols", "instrument"]
@@ -46,10 +48,36 @@ class Instrument:
         return self.end_date is None
 
 
-@cache
 def instruments(exchange: str) -> tuple[Instrument, ...]:
-    """Every instrument of a venue, from the shipped Atlas snapshot."""
+    """Every instrument of a venue: the shipped Atlas snapshot, plus the symbols a
+    refreshed list from the API added (see :mod:`.symbol_lists`)."""
     exchange = resolve_exchange(exchange)
+    return _with_extras(exchange, fresh_symbols(exchange))
+
+
+@cache
+def _with_extras(exchange: str, listed: tuple[str, ...]) -> tuple[Instrument, ...]:
+    known = _snapshot(exchange)
+    atlas = {i.atlas for i in known}
+    extra = [inst for s in listed if s not in atlas and (inst := _from_atlas(s)) is not None]
+    return known + tuple(extra)
+
+
+_ATLAS = re.compile(r"^(?P<type>[a-z]+)-(?P<base>.+)-(?P<quote>[^-:]+):(?P<margin>[^-:]+)$")
+
+
+def _from_atlas(symbol: str) -> Instrument | None:
+    """An instrument known only by its Atlas symbol (a listing newer than the snapshot):
+    no native id or capture dates, so it is addressed by its Atlas symbol or its base."""
+    m = _ATLAS.match(symbol)
+    if m is None:
+        return None
+    return Instrument(symbol, symbol, m["type"], m["base"], m["quote"], m["margin"], None, None, None)
+
+
+@cache
+def _snapshot(exchange: str) -> tuple[Instrument, ...]:
+    """The shipped Atlas snapshot of a venue."""
     raw = resources.files(__package__).joinpath("data", f"{exchange}.json").read_text("utf-8")
     return tuple(
         Instrument(
@@ -67,12 +95,16 @@ def instruments(exchange: str) -> tuple[Instrument, ...]:
     )
 
 
-@cache
 def _index(exchange: str) -> dict[str, Instrument]:
+    return _index_of(instruments(exchange))
+
+
+@cache
+def _index_of(known: tuple[Instrument, ...]) -> dict[str, Instrument]:
     idx: dict[str, Instrument] = {}
-    for inst in instruments(exchange):
+    for inst in known:
         idx.setdefault(inst.native.upper(), inst)
-    for inst in instruments(exchange):
+    for inst in known:
         idx[inst.atlas.upper()] = inst
     return idx
 
@@ -89,11 +121,22 @@ def _rank(inst: Instrument, exchange: str) -> tuple[int, int, int]:
 
 
 def instrument(exchange: str, symbol: str) -> Instrument:
-    """The :class:`Instrument` a user's spelling of a symbol means on a venue."""
+    """The :class:`Instrument` a user's spelling of a symbol means on a venue. A symbol
+    the snapshot does not know is looked up again after refreshing the venue's list
+    from the API, when a key is set (at most once a day per venue)."""
     exchange = resolve_exchange(exchange)
     text = str(symbol).strip()
     if not text:
         raise SymbolError(f"empty symbol; try BTC or {venue(exchange).example}")
+    try:
+        return _lookup(exchange, text)
+    except SymbolError:
+        if not refresh_symbols(exchange):
+            raise
+    return _lookup(exchange, text)
+
+
+def _lookup(exchange: str, text: str) -> Instrument:
     key = text.upper()
     idx = _index(exchange)
     if key in idx:

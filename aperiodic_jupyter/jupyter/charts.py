@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIDES, SIZES
+from .labels import source_label
 from .panel_choice import DEFAULT_PANELS, PANELS, PRICE_PANELS, parse_panels
 
 __all__ = [
@@ -368,8 +369,8 @@ def flow_chart(
     q = attrs.get("query", {})
     heading = title or " ".join(str(q.get(k, "")) for k in ("exchange", "symbol", "interval")).strip() or "taker flow"
     subtitle = []
-    if attrs.get("simulated"):
-        subtitle.append(str(attrs.get("label", "SIMULATED demo data")))
+    if source_label(attrs):  # simulated or preview data says so on every view
+        subtitle.append(str(source_label(attrs)))
     note = attrs.get("coverage", {}).get("note")
     if note:  # the chart must not pass a short frame off as the whole asked range
         subtitle.append(str(note))

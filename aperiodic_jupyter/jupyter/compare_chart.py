@@ -30,6 +30,7 @@ import pandas as pd
 from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIZES
 from .charts import _RULES, _TIME_AXIS, BRUSH, MAX_POINTS, _bar_seconds, _round
+from .labels import source_label
 
 __all__ = ["venue_chart", "venue_frame", "VENUE_COLORS"]
 
@@ -165,8 +166,8 @@ def _interval_label(seconds: float) -> str:
 def _subtitle(df: pd.DataFrame, data: pd.DataFrame, agg: str | None, facts: dict[str, Any], interval: str) -> list[str]:
     attrs: dict[str, Any] = dict(df.attrs)
     lines: list[str] = []
-    if attrs.get("simulated"):
-        lines.append(str(attrs.get("label", "SIMULATED demo data")))
+    if source_label(attrs):  # simulated or preview data says so on every view
+        lines.append(str(source_label(attrs)))
     # The chart must not pass a short venue off as the whole asked range.
     notes = [str((attrs.get("coverage") or {}).get("note") or "")]
     parts: dict[str, Any] = attrs.get("parts") or {}

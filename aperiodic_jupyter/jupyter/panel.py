@@ -21,6 +21,7 @@ import traitlets
 from ..core.price import price_status
 from .charts import BRUSH, MAX_POINTS, brushed_range, flow_chart, parse_panels
 from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
+from .labels import source_label
 from .namespace import check_variable_name
 from .text_fallback import TextFallback
 
@@ -68,8 +69,8 @@ def summary_line(df: pd.DataFrame) -> str:
     no_price = price_status(a)
     if no_price:  # the chart is drawn without price: say why, in the same line
         parts.append(no_price)
-    if a.get("simulated"):
-        parts.append(str(a.get("label", "SIMULATED demo data")))
+    if source_label(a):  # simulated or preview data says so on every view
+        parts.append(str(source_label(a)))
     return " · ".join(parts)
 
 
@@ -86,8 +87,8 @@ def _combined_summary(df: pd.DataFrame) -> str:
             parts.append(f"{key} {covers}")
     parts.append(f"source: {a.get('source', '?')}")
     parts += [f"skipped {s}" for s in a.get("skipped", [])]
-    if a.get("simulated"):
-        parts.append(str(a.get("label", "SIMULATED demo data")))
+    if source_label(a):  # simulated or preview data says so on every view
+        parts.append(str(source_label(a)))
     return " · ".join(parts)
 
 

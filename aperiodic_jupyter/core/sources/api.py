@@ -403,6 +403,9 @@ class ApiSource:
 
     name = "api"
     simulated = False
+    label = "Aperiodic API: your plan's data"
+    #: The path under the base URL that lists a metric's files.
+    data_path = "data"
 
     def __init__(
         self,
@@ -424,7 +427,8 @@ class ApiSource:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise QueryError(f"invalid API base URL {self.base_url!r}; expected http(s)://host/api/v1")
-        self.cache_namespace = "api" if parts.netloc == "aperiodic.io" else "api-" + re.sub(r"[^\w.-]", "_", parts.netloc)
+        host = "" if parts.netloc == "aperiodic.io" else "-" + re.sub(r"[^\w.-]", "_", parts.netloc)
+        self.cache_namespace = self.name + host  # "api", "preview", or per test host
         self._origin = _origin(httpx.URL(self.base_url))
         self.max_concurrency = max(1, int(settings.max_concurrency if max_concurrency is None else max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
@@ -485,6 +489,24 @@ class ApiSource:
             raise AuthError(f"no Aperiodic API key: {KEY_HELP}")
         return self._key
 
+    def list_symbols(self, exchange: str) -> list[str]:
+        """The Atlas symbols the API serves for a venue now (``GET
+        {base}/metadata/symbols?exchange=...``), retried like any API request."""
+        key = self._require_key()
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    response = self._get_api(f"{self.base_url}/metadata/symbols", {"exchange": exchange}, key)
+        except _Transient as exc:
+            raise ServerError(f"the Aperiodic API did not answer the symbol list ({exc.reason})") from None
+        if response.status_code != 200:
+            raise ServerError(f"the symbol list failed with HTTP {response.status_code}: {self._server_message(response)}")
+        try:
+            symbols = [str(x) for x in response.json()["symbols"]]
+        except (ValueError, KeyError, TypeError):
+            raise ServerError("the Aperiodic API answered a symbol list this client does not understand") from None
+        return symbols
+
     def list_files(self, query: Query, start: date, end: date) -> list[dict[str, Any]]:
         """The API's file list for ``[start, end]`` as answered: dicts with year, month,
         maybe day, and a presigned url (not yet checked against what was asked)."""
@@ -497,7 +519,7 @@ class ApiSource:
             "start_date": start.isoformat(),
             "end_date": end.isoformat(),
         }
-        url = f"{self.base_url}/data/{query.metric}"
+        url = f"{self.base_url}/{self.data_path}/{query.metric}"
         try:
             for attempt in self._retrying():
                 with attempt:

@@ -26,6 +26,9 @@ class Source(Protocol):
     name: str
     #: True when the data is simulated; every label downstream says so.
     simulated: bool
+    #: What the data is, in words, for ``df.attrs["label"]``, summaries and charts:
+    #: simulated, the free preview, or the user's own API data.
+    label: str
     #: Directory name of this source's disk cache; differs per API host, so that a
     #: test server's files never mix with the real API's.
     cache_namespace: str

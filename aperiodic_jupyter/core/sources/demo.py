@@ -206,6 +206,7 @@ class DemoSource:
 
     name = "demo"
     simulated = True
+    label = DEMO_LABEL
     # The model's version is part of the cache's folder: months simulated by an older
     # model are never served as this one's.
     cache_namespace = f"demo-{_VERSION.removeprefix('demo-')}"
