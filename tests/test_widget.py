@@ -112,3 +112,13 @@ def test_cancel_stops_a_stalled_load_at_once_and_keeps_nothing_partial(api, make
 def make_query_for(w):
     s = w.selector
     return aj.make_query(s.exchange, s.symbol, s.interval, s.range_text)
+
+
+def test_cancel_stops_a_long_demo_load_between_months():
+    w = FlowExplorer("binance", "BTC", "1m", "2023-01..2023-12", client=Client("demo", cache_dir=False, memory_cache=MemoryCache()))
+    w.load(wait=False)
+    time.sleep(0.5)
+    started = time.monotonic()
+    w.cancel()
+    w._thread.join(10)
+    assert time.monotonic() - started < 3 and w.selector.status.startswith("cancelled") and w.df is None

@@ -149,7 +149,9 @@ class FlowPanel(TextFallback, widgets.VBox):
         self._namespace = namespace
         self.panels = parse_panels(panels)
         self.spec = _chart(df, self.panels, max_points)
-        self.chart = alt.JupyterChart(self.spec)
+        # Canvas, not SVG: Vega numbers SVG clip paths from 1 in every chart, so a second
+        # chart on the page would clip its marks to the first chart's shapes.
+        self.chart = alt.JupyterChart(self.spec, embed_options={"renderer": "canvas"})
         label = summary_line(df)
         demo = df.attrs.get("simulated")
         self.header = widgets.HTML(

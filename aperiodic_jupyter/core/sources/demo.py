@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..compute import Trades, compute_flow_table, compute_ohlcv_table
-from ..errors import QueryError
+from ..errors import FetchCancelled, QueryError
 from ..query import Query, interval_ns
 from ..ranges import Month
 from ..symbols import instrument
@@ -213,6 +214,7 @@ class DemoSource:
 
     def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self._now = now or (lambda: datetime.now(UTC))
+        self._cancelled_at = float("-inf")
 
     def __repr__(self) -> str:
         return "DemoSource()"
@@ -251,8 +253,13 @@ class DemoSource:
         return table.filter(keep)
 
     def fetch_months(self, query: Query, months: Sequence[Month], on_month: OnMonth) -> None:
+        started = time.monotonic()
         for month in months:
+            # A cancel takes effect between months (one month simulates in under a second).
+            if self._cancelled_at > started:
+                raise FetchCancelled("the fetch was cancelled; months finished before it are kept")
             on_month(month, self.month_table(query, month), None)
 
     def cancel(self) -> None:
-        """Nothing to cancel: months are computed in the caller's thread, one by one."""
+        """Cancel every fetch running now, between two months."""
+        self._cancelled_at = time.monotonic()
