@@ -23,6 +23,26 @@ def isolated(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def ip(monkeypatch):
+    """A real IPython shell with the extension loaded, as a user's notebook has it: what
+    ``%flow`` displays lands in ``ip.shown``; names a test binds are removed after it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import aperiodic_jupyter.jupyter.magic as magic_module
+
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext aperiodic_jupyter", store_history=False)
+    shown: list = []
+    monkeypatch.setattr(magic_module, "display", shown.append)
+    shell.shown = shown
+    before = set(shell.user_ns)
+    yield shell
+    for name in set(shell.user_ns) - before:
+        if not name.startswith("_"):
+            shell.user_ns.pop(name, None)
+
+
+@pytest.fixture
 def api():
     with FakeApi() as server:
         yield server

@@ -11,10 +11,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import aperiodic_jupyter as aj
-import aperiodic_jupyter.jupyter.magic as magic_module
 from aperiodic_jupyter import NoDataError
 from aperiodic_jupyter.core.coverage import coverage
 from aperiodic_jupyter.core.query import make_query
@@ -142,25 +140,6 @@ def test_day_granularity_and_today():
 
 
 # -- the %flow magic, in a real IPython shell --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell():
-    sh = InteractiveShell.instance()
-    sh.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    yield sh
-    sh.run_cell("%unload_ext aperiodic_jupyter", store_history=False)
-
-
-@pytest.fixture
-def ip(shell, monkeypatch):
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
-    shell.shown = shown
-    shell.run_cell("%config Aperiodic.api_key = None", store_history=False)
-    shell.run_cell("%config Aperiodic.source = 'auto'", store_history=False)
-    yield shell
-    shell.user_ns.pop("df", None)
 
 
 def test_magic_before_the_first_capture_is_one_usage_error_line(ip, capsys, downloads):

@@ -5,34 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from IPython.core.completer import provisionalcompleter
-from IPython.core.interactiveshell import InteractiveShell
 
-import aperiodic_jupyter.jupyter.magic as magic_module
 from aperiodic_jupyter.jupyter.explorer import FlowExplorer
 from aperiodic_jupyter.jupyter.panel import FlowPanel
 
 from .server import API_KEY
-
-
-@pytest.fixture(scope="module")
-def shell():
-    sh = InteractiveShell.instance()
-    sh.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    yield sh
-    sh.run_cell("%unload_ext aperiodic_jupyter", store_history=False)
-
-
-@pytest.fixture
-def ip(shell, monkeypatch):
-    """The shell, with what the magic displays collected in ``ip.shown``."""
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
-    shell.shown = shown
-    shell.run_cell("%config Aperiodic.api_key = None", store_history=False)
-    shell.run_cell("%config Aperiodic.source = 'auto'", store_history=False)
-    yield shell
-    for name in ("df", "flows", "x", "plan", "w"):
-        shell.user_ns.pop(name, None)
 
 
 def run(ip, line):

@@ -140,22 +140,6 @@ def test_an_unknown_panel_is_one_line():
 # -- in the front ends: %flow and the explorer draw price by default -----------------------
 
 
-@pytest.fixture
-def ip(monkeypatch):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    import aperiodic_jupyter.jupyter.magic as magic_module
-
-    shell = InteractiveShell.instance()
-    shell.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
-    shell.shown = shown
-    yield shell
-    for name in ("df", "flows"):
-        shell.user_ns.pop(name, None)
-
-
 def test_the_magic_draws_price_cvd_and_flow_by_default(ip):
     assert ip.run_cell("%flow binance BTC 1h 2024-01 -o flows", store_history=False).success
     (panel,) = ip.shown

@@ -10,10 +10,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import aperiodic_jupyter as aj
-import aperiodic_jupyter.jupyter.magic as magic_module
 from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.jupyter.panel import FlowPanel, summary_line
 
@@ -230,22 +228,12 @@ def titles(spec: dict) -> list[str]:
     return [v["title"] if isinstance(v.get("title"), str) else "" for v in spec["vconcat"]]
 
 
-@pytest.fixture(scope="module")
-def shell():
-    sh = InteractiveShell.instance()
-    sh.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    yield sh
-    sh.run_cell("%unload_ext aperiodic_jupyter", store_history=False)
-
-
 @pytest.fixture
-def ip(shell, api, monkeypatch):
-    """The shell with the key set by ``%config`` and the API at the loopback server;
-    what the magic displays is collected in ``ip.shown``."""
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
+def ip(ip, api, monkeypatch):
+    """The shell (conftest's) with the key set by ``%config`` and the API at the
+    loopback server."""
+    shell = ip
     monkeypatch.setenv("APERIODIC_API_URL", api.base_url)
-    shell.shown = shown
     assert shell.run_cell("%config Aperiodic.source = 'auto'", store_history=False).success
     assert shell.run_cell(f"%config Aperiodic.api_key = '{API_KEY}'", store_history=False).success
     yield shell

@@ -20,7 +20,6 @@ from aperiodic_jupyter import Client, SchemaError, default_client, make_query, s
 from aperiodic_jupyter.core.cache import MemoryCache, MonthCache
 from aperiodic_jupyter.core.sources.api import ApiSource
 from aperiodic_jupyter.core.venues import EXCHANGE_ALIASES, EXCHANGES, VENUES
-from aperiodic_jupyter.jupyter import magic as magic_module
 from aperiodic_jupyter.jupyter.explorer import FlowExplorer
 from aperiodic_jupyter.jupyter.panel import FlowPanel
 
@@ -181,18 +180,6 @@ def test_daily_files_that_disagree_on_columns_are_a_schema_error(make_client):
 
 
 # -- %flow: every assignment form, and --widget says what it does not take ----------------
-
-
-@pytest.fixture
-def ip(monkeypatch):
-    shell = InteractiveShell.instance()
-    shell.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
-    shell.shown = shown
-    yield shell
-    for name in ("df", "x", "a", "holder", "box", "f", "r", "w", "cap", "pd"):
-        shell.user_ns.pop(name, None)
 
 
 LINE = "%flow binance BTC 1d 2024-01"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import aperiodic_jupyter as aj
-import aperiodic_jupyter.jupyter.magic as magic_module
 from aperiodic_jupyter.jupyter.panel import FlowPanel, summary_line
 
 
@@ -49,18 +47,6 @@ def test_several_symbols_and_prices_come_along():
         "okx-perps perpetual-BTC-USDT:USDT",
         "okx-perps perpetual-ETH-USDT:USDT",
     }
-
-
-@pytest.fixture
-def ip(monkeypatch):
-    shell = InteractiveShell.instance()
-    shell.run_cell("%load_ext aperiodic_jupyter", store_history=False)
-    shown: list = []
-    monkeypatch.setattr(magic_module, "display", lambda obj: shown.append(obj))
-    shell.shown = shown
-    yield shell
-    for name in ("df", "flows"):
-        shell.user_ns.pop(name, None)
 
 
 def test_the_magic_takes_several_venues_and_binds_the_tidy_frame(ip):
