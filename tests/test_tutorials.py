@@ -137,3 +137,22 @@ def test_a_fresh_environment_from_binder_files_runs_the_tutorials(tmp_path):
             timeout=600,
         )
         assert proc.returncode == 0, f"{path.name}: {proc.stderr[-3000:]}"
+
+
+def _real_data_output(nb: nbformat.NotebookNode) -> str:
+    (cell,) = [c for c in nb.cells if "real-data" in c.get("metadata", {}).get("tags", [])]
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def test_the_quickstarts_real_data_cell_says_in_one_line_when_the_preview_is_unreachable(tmp_path):
+    env = clean_env(tmp_path) | {"APERIODIC_API_URL": "http://127.0.0.1:9/api/v1"}  # nothing listens there
+    text = _real_data_output(execute(BINDER / "01-quickstart.ipynb", env)).strip()
+    assert text.startswith("The preview could not be reached from here (") and "\n" not in text
+
+
+def test_the_quickstarts_real_data_cell_reads_the_preview_when_it_answers(tmp_path):
+    with FakeApi() as api:
+        env = clean_env(tmp_path) | {"APERIODIC_API_URL": api.base_url}
+        text = _real_data_output(execute(BINDER / "01-quickstart.ipynb", env)).strip()
+        assert text.startswith("Aperiodic preview: real market data, limited slice: 168 bars")
+        assert set(api.received_keys) == {"DEMO-KEY"}
