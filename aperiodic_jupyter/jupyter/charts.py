@@ -348,7 +348,27 @@ _TIME_AXIS = alt.Axis(
         "milliseconds": "%S.%L",
     },
     labelOverlap=True,
+    labelSeparation=6,  # room between labels, so "Nov 12" and "06:00" never touch
 )
+
+
+def overview_strip(base: alt.Chart, brush: alt.Parameter, time_field: str, y: str) -> alt.Chart:
+    """The strip under every view: an area of ``y`` over time carrying the brush that
+    zooms every panel above it."""
+    return (
+        base.mark_area(color="#9ecae1")
+        .encode(
+            x=alt.X(
+                f"{time_field}:T",
+                title="time (UTC) — drag here to zoom all panels, double-click to reset",
+                scale=alt.Scale(type="utc"),
+                axis=_TIME_AXIS,
+            ),
+            y=alt.Y(y, title=None, axis=None),
+        )
+        .add_params(brush)
+        .properties(height=50)
+    )
 
 
 def flow_chart(
@@ -400,21 +420,7 @@ def flow_chart(
     for name in chosen:
         built = _BUILDERS[name](ctx)
         views += built if isinstance(built, list) else [built]
-    overview = (
-        ctx.base.mark_area(color="#9ecae1")
-        .encode(
-            x=alt.X(
-                "time:T",
-                title="time (UTC) — drag here to zoom all panels, double-click to reset",
-                scale=alt.Scale(type="utc"),
-                axis=_TIME_AXIS,
-            ),
-            y=alt.Y("buy:Q", title=None, axis=None),
-        )
-        .add_params(brush)
-        .properties(height=50)
-    )
-    chart = alt.vconcat(*views, overview, spacing=12)
+    chart = alt.vconcat(*views, overview_strip(ctx.base, brush, "time", "buy:Q"), spacing=12)
     return (
         chart.properties(
             datasets={_DATASET: records},

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIZES
-from .charts import _RULES, _TIME_AXIS, BRUSH, MAX_POINTS, _bar_seconds, _round
+from .charts import _RULES, _TIME_AXIS, BRUSH, MAX_POINTS, _bar_seconds, _round, overview_strip
 from .labels import source_label
 
 __all__ = ["venue_chart", "venue_frame", "VENUE_COLORS"]
@@ -37,9 +37,6 @@ __all__ = ["venue_chart", "venue_frame", "VENUE_COLORS"]
 _DATASET = "venues"
 #: One colour per venue, in the order venues first appear in the frame.
 VENUE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
-# The flow view's time axis, with room between labels so "Nov 12" and "06:00" never touch.
-_AXIS = _TIME_AXIS.copy(deep=True)
-_AXIS.labelSeparation = 6
 _REQUIRED = ("time", "taker_buy_volume", "taker_sell_volume", "volume_delta_notional")
 _BUCKETS = {side: [f"taker_{side}_{size}_order_volume" for size in SIZES] for side in ("buy", "sell")}
 
@@ -240,7 +237,7 @@ def venue_chart(
 
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
     base = alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110)
-    x = alt.X("t:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_AXIS)
+    x = alt.X("t:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS)
     color = alt.Color(
         "v:N",
         title=None,
@@ -315,20 +312,7 @@ def venue_chart(
             .properties(title="Close per venue (quote per base): the gap between the lines is the basis", height=140)
         )
         views.insert(0, price)
-    overview = (
-        base.mark_area(color="#9ecae1")
-        .encode(
-            x=alt.X(
-                "t:T",
-                title="time (UTC) — drag here to zoom all panels, double-click to reset",
-                scale=alt.Scale(type="utc"),
-                axis=_AXIS,
-            ),
-            y=alt.Y("sum(vol):Q", title=None, axis=None),
-        )
-        .add_params(brush)
-        .properties(height=50)
-    )
+    overview = overview_strip(base, brush, "t", "sum(vol):Q")
     # JSON has no NaN: pandas writes null, which Vega skips. The rows live once, in the
     # top-level datasets; every panel refers to them by name.
     records = json.loads(data.to_json(orient="records"))
