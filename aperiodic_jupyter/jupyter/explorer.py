@@ -233,6 +233,8 @@ class FlowExplorer(TextFallback, widgets.VBox):
                 s.summary = summary_line(df)
                 s.simulated = bool(df.attrs.get("simulated"))
                 s.status = "loaded"
+                # Before df is set: whoever watches df sees a finished load.
+                s.loading = False
             self.set_trait("brush_range", None)
             self.queries = list(queries)
             self.query = queries[0]
