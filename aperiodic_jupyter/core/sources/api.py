@@ -32,22 +32,15 @@ Contract handling (``docs/api.md``):
 from __future__ import annotations
 
 import logging
-import random
 import re
-import select
-import ssl
 import threading
-import time
-import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,299 +64,14 @@ from ..ranges import Month, utc_today
 from ..schema import TIME
 from ..settings import Secret, resolve_api_key, resolve_base_url, settings
 from .base import OnMonth, unlisted_month
+from .download_guard import POLL, Cancelled, Expired, Guard, Slow, Stalled, guarded, guarded_sleep, guarded_transport
+from .http_policy import Backoff, Transient, origin, raise_if_retryable, redact, same_origin, transport_errors
 
 log = logging.getLogger("aperiodic_jupyter")
 
-RETRYABLE = frozenset({429, 502, 503, 504})
-KEY_HELP = "set APERIODIC_API_KEY, run %config Aperiodic.api_key = '...', or pass api_key=...; source='demo' needs no key"
-
-
-#: Seconds between two looks at the cancel flag and the deadline while a read blocks.
-POLL = 0.2
 #: Redirects an API request follows (same origin only).
 MAX_REDIRECTS = 5
-
-
-class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class _Slow(_Transient):
-    """A body arriving slower than ``min_rate`` over a window: retried (a new connection
-    may do better) while the file's budget lasts."""
-
-
-class _Stalled(Exception):
-    """The file's time budget is spent: final."""
-
-
-class _Cancelled(Exception):
-    """The fetch was cancelled: nothing is retried, nothing more is handed over."""
-
-
-class _Expired(Exception):
-    pass
-
-
-def _size(n: float) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
-
-
-class _Guard:
-    """What one thread checks between chunks, before each attempt, while sleeping
-    before a retry, and every ``POLL`` seconds while a read blocks: the fetch's cancel
-    flag and, for a file, its time budget and minimum rate.
-
-    The budget runs from the first request of the file over all its attempts and waits:
-    ``budget`` seconds, plus ``announced size / min_rate`` once a response announced a
-    size. While a body arrives, every ``window`` seconds must bring ``min_rate ×
-    window`` bytes.
-    """
-
-    def __init__(
-        self,
-        cancelled: Callable[[], bool],
-        budget: float | None = None,
-        min_rate: float = 0.0,
-        window: float = 0.0,
-    ) -> None:
-        self.cancelled = cancelled
-        self.start = time.monotonic()
-        self.budget = budget
-        self.deadline = None if budget is None else self.start + budget
-        self.min_rate = min_rate
-        self.window = window
-        self._sized = False
-        self._received = 0
-        self._win_start: float | None = None  # None while no body is arriving
-        self._win_bytes = 0
-
-    def receiving(self, size: int | None) -> None:
-        """Headers of a body arrived; ``size`` as announced, when it is."""
-        if size is not None and not self._sized and self.budget is not None and self.min_rate > 0:
-            self._sized = True
-            self.budget += size / self.min_rate
-            self.deadline = self.start + self.budget
-        self._received = self._win_bytes = 0
-        self._win_start = time.monotonic()
-
-    def got(self, n: int) -> None:
-        self._received += n
-
-    def idle(self) -> None:
-        self._win_start = None
-
-    def check(self) -> None:
-        if self.cancelled():
-            raise _Cancelled()
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline:
-            raise _Stalled(f"not complete within {self.budget:.1f} s")
-        if self._win_start is not None and self.window > 0 and now - self._win_start >= self.window:
-            span, got = now - self._win_start, self._received - self._win_bytes
-            if got < self.min_rate * span:
-                raise _Slow(f"{_size(got)} in {span:.1f} s, below the minimum of {_size(self.min_rate)}/s")
-            self._win_start, self._win_bytes = now, self._received
-
-    def sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            self.check()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, POLL))
-
-
-_local = threading.local()
-
-
-def _current_guard() -> _Guard | None:
-    return getattr(_local, "guard", None)
-
-
-@contextmanager
-def _guarded(guard: _Guard) -> Iterator[_Guard]:
-    previous = _current_guard()
-    _local.guard = guard
-    try:
-        yield guard
-    finally:
-        _local.guard = previous
-
-
-def _sleep(seconds: float) -> None:
-    """tenacity's sleep between attempts: cut short by a cancel or the file's budget."""
-    guard = _current_guard()
-    if guard is None:
-        time.sleep(seconds)
-    else:
-        guard.sleep(seconds)
-
-
-def _readable(sock: Any, timeout: float) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(max(0, int(timeout * 1000))))
-    return bool(select.select([sock], [], [], timeout)[0])
-
-
-class _GuardedStream(httpcore.NetworkStream):
-    """A connection whose blocking reads wake every ``POLL`` seconds to ask the calling
-    thread's guard, so a cancel or a spent budget ends a read stuck on a silent host
-    (an unguarded thread reads as usual)."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        guard = _current_guard()
-        sock = self._inner.get_extra_info("socket")
-        if guard is not None and sock is not None:
-            end = None if timeout is None else time.monotonic() + timeout
-            while True:
-                guard.check()
-                slot = POLL if end is None else min(POLL, end - time.monotonic())
-                if slot <= 0:
-                    raise httpcore.ReadTimeout("timed out")
-                if _readable(sock, slot):
-                    break
-        return self._inner.read(max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        return _GuardedStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _GuardedBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        return _GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        return _GuardedStream(self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _transport(limits: httpx.Limits) -> httpx.HTTPTransport | None:
-    """httpx's own transport over a pool of guarded connections, or None (httpx's
-    default, reads not guarded) when the environment names a proxy, which httpx only
-    honours for its default transport."""
-    if urllib.request.getproxies():
-        return None
-    context = httpx.create_ssl_context()
-    transport = httpx.HTTPTransport(verify=context, limits=limits)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):  # pragma: no cover
-        return None  # an httpx whose transport is built otherwise: keep its own
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_GuardedBackend(),
-    )
-    return transport
-
-
-class _Wait:
-    """Exponential backoff with jitter, or the server's ``Retry-After``, both capped."""
-
-    def __init__(self, backoff: float, cap: float) -> None:
-        self.backoff, self.cap = backoff, cap
-
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, self.cap)
-        return min(self.cap, self.backoff * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
-@contextmanager
-def _transport_errors() -> Iterator[None]:
-    """Time-outs and dropped connections are transient; say so without the URL."""
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise _Transient("time-out") from None
-    except httpx.TransportError as exc:
-        raise _Transient(f"connection error: {type(exc).__name__}") from None
-
-
-def _raise_if_retryable(response: httpx.Response) -> None:
-    if response.status_code in RETRYABLE:
-        raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
-
-
-def _same_origin(target: httpx.URL, origin: tuple[str, str, int | None]) -> bool:
-    """The configured API's origin, or its https upgrade on the default port."""
-    there = _origin(target)
-    if there == origin:
-        return True
-    return origin[0] == "http" and origin[2] == 80 and there == ("https", origin[1], 443)
-
-
-_URL_QUERY = re.compile(r"(https?://[^\s\"'?]+)\?[^\s\"']*")
-
-
-def redact(text: str) -> str:
-    """Strip query strings (presigned signatures) from every URL in ``text``."""
-    return _URL_QUERY.sub(r"\1?<redacted>", text)
-
-
-class _RedactUrls(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
-logging.getLogger("httpx").addFilter(_RedactUrls())
+KEY_HELP = "set APERIODIC_API_KEY, run %config Aperiodic.api_key = '...', or pass api_key=...; source='demo' needs no key"
 
 
 class _Run:
@@ -429,7 +137,7 @@ class ApiSource:
             raise QueryError(f"invalid API base URL {self.base_url!r}; expected http(s)://host/api/v1")
         host = "" if parts.netloc == "aperiodic.io" else "-" + re.sub(r"[^\w.-]", "_", parts.netloc)
         self.cache_namespace = self.name + host  # "api", "preview", or per test host
-        self._origin = _origin(httpx.URL(self.base_url))
+        self._origin = origin(httpx.URL(self.base_url))
         self.max_concurrency = max(1, int(settings.max_concurrency if max_concurrency is None else max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
         self.backoff = backoff
@@ -444,7 +152,7 @@ class ApiSource:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=limits,
-            transport=_transport(limits),
+            transport=guarded_transport(limits),
             headers={"User-Agent": f"aperiodic-jupyter/{__version__}"},
             follow_redirects=False,  # API requests follow same-origin redirects by hand; files ask for it
         )
@@ -470,10 +178,10 @@ class ApiSource:
     def _retrying(self) -> tenacity.Retrying:
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=_Wait(self.backoff, self.max_retry_wait),
-            retry=tenacity.retry_if_exception_type(_Transient),
+            wait=Backoff(self.backoff, self.max_retry_wait),
+            retry=tenacity.retry_if_exception_type(Transient),
             before_sleep=self._log_retry,
-            sleep=_sleep,
+            sleep=guarded_sleep,
             reraise=True,
         )
 
@@ -497,7 +205,7 @@ class ApiSource:
             for attempt in self._retrying():
                 with attempt:
                     response = self._get_api(f"{self.base_url}/metadata/symbols", {"exchange": exchange}, key)
-        except _Transient as exc:
+        except Transient as exc:
             raise ServerError(f"the Aperiodic API did not answer the symbol list ({exc.reason})") from None
         if response.status_code != 200:
             raise ServerError(f"the symbol list failed with HTTP {response.status_code}: {self._server_message(response)}")
@@ -524,7 +232,7 @@ class ApiSource:
             for attempt in self._retrying():
                 with attempt:
                     response = self._get_api(url, params, key)
-        except _Transient as exc:
+        except Transient as exc:
             raise ServerError(
                 f"the Aperiodic API did not answer after {self.max_attempts} attempts ({exc.reason}); try again later"
             ) from None
@@ -552,7 +260,7 @@ class ApiSource:
                 return response
             target = response.url.join(response.headers["Location"])
             params = None  # the Location carries its own query
-            if not _same_origin(target, self._origin):
+            if not same_origin(target, self._origin):
                 where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
                 raise ServerError(
                     f"the Aperiodic API redirected to another address ({where}); the key was not sent there. "
@@ -591,15 +299,15 @@ class ApiSource:
             log.info("ignored %d listed files for months or days that were not asked", ignored)
         return list(seen.values())
 
-    def _fetch_body(self, url: str, label: str, guard: _Guard) -> bytearray:
+    def _fetch_body(self, url: str, label: str, guard: Guard) -> bytearray:
         """A file's bytes, read straight into one buffer of the announced size (httpx's
         ``.content`` would hold the chunks and their join at once: twice the file)."""
         guard.check()
         try:
-            with _transport_errors(), self._http.stream("GET", url, follow_redirects=True) as response:
+            with transport_errors(), self._http.stream("GET", url, follow_redirects=True) as response:
                 if response.status_code == 403:
-                    raise _Expired()
-                _raise_if_retryable(response)
+                    raise Expired()
+                raise_if_retryable(response)
                 if response.status_code != 200:
                     raise DownloadError(
                         f"file for {label}: the file host answered HTTP {response.status_code}", response.status_code
@@ -615,15 +323,15 @@ class ApiSource:
                     guard.got(len(chunk))
                     guard.check()
                 if sized and n != len(buf):
-                    raise _Transient(f"a body of {n} bytes where {len(buf)} were announced")
+                    raise Transient(f"a body of {n} bytes where {len(buf)} were announced")
                 return buf
         finally:
             guard.idle()
 
     def _get(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
-        with _transport_errors():
+        with transport_errors():
             response = self._http.get(url, **kwargs)
-        _raise_if_retryable(response)
+        raise_if_retryable(response)
         return response
 
     def _raise_for_api_status(self, response: httpx.Response, query: Query) -> None:
@@ -662,23 +370,23 @@ class ApiSource:
 
     def _download(self, f: dict[str, Any], cancelled: Callable[[], bool]) -> tuple[pa.Table, bytearray]:
         label = _label(f)
-        guard = _Guard(cancelled, self.file_deadline, self.min_rate, self.rate_window)
+        guard = Guard(cancelled, self.file_deadline, self.min_rate, self.rate_window)
         try:
-            with _guarded(guard):
+            with guarded(guard):
                 for attempt in self._retrying():
                     with attempt:
                         raw = self._fetch_body(f["url"], label, guard)
                         try:
                             table = read_parquet_bytes(raw)
                         except (pa.ArrowException, OSError, ValueError):
-                            raise _Transient("a file that is not valid Parquet (truncated or corrupt)") from None
+                            raise Transient("a file that is not valid Parquet (truncated or corrupt)") from None
                         _check_bars(table, f)
                         return table, raw
-        except _Stalled as exc:
+        except Stalled as exc:
             raise DownloadError(f"file for {label} stalled: {exc}") from None
-        except _Slow as exc:
+        except Slow as exc:
             raise DownloadError(f"file for {label} stalled: {exc.reason} ({self.max_attempts} attempts)") from None
-        except _Transient as exc:
+        except Transient as exc:
             raise DownloadError(
                 f"file for {label} could not be downloaded intact after {self.max_attempts} attempts: {exc.reason}"
             ) from None
@@ -695,9 +403,9 @@ class ApiSource:
         with self._runs_lock:
             self._runs.add(run)
         try:
-            with _guarded(_Guard(run.cancelled)):
+            with guarded(Guard(run.cancelled)):
                 self._fetch(query, months, on_month, run)
-        except _Cancelled:
+        except Cancelled:
             raise FetchCancelled("the fetch was cancelled; months finished before it are kept") from None
         finally:
             with self._runs_lock:
@@ -768,12 +476,12 @@ class ApiSource:
         while waiting:
             done, waiting = wait(waiting, timeout=POLL, return_when=FIRST_COMPLETED)
             if run.cancelled():
-                raise _Cancelled()
+                raise Cancelled()
             for fut in done:
                 f = futures[fut]
                 try:
                     results[_fkey(f)] = fut.result()
-                except _Expired:
+                except Expired:
                     expired.append(f)
                     continue
                 except SourceError as exc:
