@@ -36,8 +36,13 @@ from .core.errors import (
     SchemaError,
     ServerError,
     SourceError,
+    StreamClosed,
+    StreamError,
+    StreamRefused,
+    SubscriptionRejected,
     SymbolError,
 )
+from .core.live import Bar, GapFill, LiveFlow, stream_flow
 from .core.output import OUTPUTS, Frame, provenance
 from .core.progress import Progress
 from .core.query import INTERVALS, Query, make_query
@@ -57,6 +62,14 @@ __all__ = [
     "get_metrics",
     "get_ohlcv",
     "get_flow_async",
+    "stream_flow",
+    "LiveFlow",
+    "Bar",
+    "GapFill",
+    "StreamError",
+    "StreamRefused",
+    "StreamClosed",
+    "SubscriptionRejected",
     "get_metrics_async",
     "provenance",
     "OUTPUTS",

@@ -30,7 +30,7 @@ from .server import API_KEY, FakeApi, synthetic_table
 
 def test_every_setting_is_one_trait_and_defaults_flow_from_it(monkeypatch, tmp_path):
     names = set(settings.trait_names(config=True))
-    assert names == {"api_key", "base_url", "cache_dir", "memory_cache_bytes", "max_concurrency", "ttl", "source"}
+    assert names == {"api_key", "base_url", "cache_dir", "memory_cache_bytes", "max_concurrency", "ttl", "source", "stream_url", "live_history", "live_max_bars"}
     settings.memory_cache_bytes = 12345
     settings.ttl = 42.0
     settings.max_concurrency = 3

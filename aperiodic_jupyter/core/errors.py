@@ -23,6 +23,10 @@ __all__ = [
     "SchemaError",
     "FormatError",
     "FetchCancelled",
+    "StreamError",
+    "StreamRefused",
+    "StreamClosed",
+    "SubscriptionRejected",
 ]
 
 
@@ -89,3 +93,33 @@ class SchemaError(AperiodicError):
 
 class FormatError(AperiodicError, ValueError):
     """A trades file is not in the format its reader expects."""
+
+
+class StreamError(SourceError):
+    """The live stream ended for good and is not reconnected; the message is the one line
+    a live view shows. Transient trouble (a drop, a graceful close, 429/5xx at the
+    handshake, silence) is reconnected instead and never raises."""
+
+
+class StreamRefused(StreamError):
+    """The stream refused the handshake with a final HTTP status (401 bad key, 403 no
+    live data on the plan, 426 protocol too old...): ``status_code`` says which."""
+
+
+class StreamClosed(StreamError):
+    """The server closed the stream with a final close code (1008, 4000-4999; 4001:
+    plan lapsed or key rotated): ``close_code`` says which."""
+
+    def __init__(self, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class SubscriptionRejected(StreamError):
+    """Nothing is left to stream: the server refused every channel (or the whole
+    subscription), or removed every channel later. ``rejected`` holds the
+    :class:`~aperiodic_jupyter.core.sources.stream.Rejection` of each channel."""
+
+    def __init__(self, message: str, rejected: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.rejected = tuple(rejected)

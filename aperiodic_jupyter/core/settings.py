@@ -11,6 +11,7 @@ The API key is held in a :class:`Secret`, whose ``repr`` and ``str`` never show 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from traitlets import CaselessStrEnum, Float, Integer, TraitType, Unicode
@@ -25,14 +26,18 @@ __all__ = [
     "resolve_base_url",
     "fingerprint",
     "DEFAULT_BASE_URL",
+    "DEFAULT_STREAM_URL",
+    "resolve_stream_url",
+    "default_live_history",
 ]
 
 DEFAULT_BASE_URL = "https://aperiodic.io/api/v1"
+DEFAULT_STREAM_URL = "wss://stream.aperiodic.io/v1/stream"
 #: What ``source`` may be: ``auto`` is the API when a key is set, else the demo;
 #: ``preview`` is the API's free slice of real data (no key needed).
 SOURCES: tuple[str, ...] = ("auto", "api", "preview", "demo")
 #: The environment variables read when a setting is unset.
-ENV = ("APERIODIC_API_KEY", "APERIODIC_API_URL", "APERIODIC_CACHE_DIR")
+ENV = ("APERIODIC_API_KEY", "APERIODIC_API_URL", "APERIODIC_CACHE_DIR", "APERIODIC_STREAM_URL")
 
 
 class Secret:
@@ -100,6 +105,15 @@ class Aperiodic(Configurable):
     source = CaselessStrEnum(list(SOURCES), default_value="auto", help="auto: the API when a key is set, else the demo; preview: a free slice of real data").tag(
         config=True
     )
+    stream_url = Unicode(
+        None, allow_none=True, help=f"live stream endpoint (else APERIODIC_STREAM_URL, else {DEFAULT_STREAM_URL})"
+    ).tag(config=True)
+    live_history = Integer(
+        360, min=0, help="bars of recent history a live view loads before the stream (360: 6 h at 1m, 15 days at 1h)"
+    ).tag(config=True)
+    live_max_bars = Integer(
+        10_000, min=1, help="bars a live view keeps per series (a ring: the oldest go; 10,000 is about a week at 1m)"
+    ).tag(config=True)
 
     def __repr__(self) -> str:
         values = {name: getattr(self, name) for name in self.trait_names(config=True)}
@@ -135,3 +149,15 @@ def resolve_base_url(explicit: str | None = None) -> str:
     """Argument, then configuration, then ``APERIODIC_API_URL``, then the public API."""
     url = explicit or settings.base_url or os.environ.get("APERIODIC_API_URL") or DEFAULT_BASE_URL
     return url.rstrip("/")
+
+
+def resolve_stream_url(explicit: str | None = None) -> str:
+    """Argument, then configuration, then ``APERIODIC_STREAM_URL``, then the public
+    stream."""
+    return explicit or settings.stream_url or os.environ.get("APERIODIC_STREAM_URL") or DEFAULT_STREAM_URL
+
+
+def default_live_history(interval_seconds: int) -> timedelta:
+    """How far back a live view's history reaches by default: ``live_history`` bars
+    of the interval (6 h at 1m, 30 h at 5m, 15 days at 1h)."""
+    return timedelta(seconds=settings.live_history * interval_seconds)

@@ -26,11 +26,14 @@ Data is labelled everywhere: ``df.attrs["simulated"] is True`` and charts say so
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +47,9 @@ from ..ranges import Month
 from ..symbols import instrument
 from ..venues import venue
 from .base import OnMonth, empty_month
+from .stream import Connecting, Event, Row, Subscribed, Subscription
 
-__all__ = ["DemoSource", "simulate_month", "DEMO_LABEL"]
+__all__ = ["DemoSource", "DemoFeed", "simulate_month", "DEMO_LABEL"]
 
 DEMO_LABEL = "SIMULATED demo data: not real market data"
 
@@ -229,24 +233,34 @@ class DemoSource:
             )
 
     def month_table(self, query: Query, month: Month) -> pa.Table:
-        """One month of simulated data for ``query``, shaped like an API file."""
+        """One month of simulated data for ``query``, shaped like an API file: the bars
+        complete at the present minute (a bar still in progress is not served yet)."""
+        now = pd.Timestamp(self._now()).tz_convert("UTC").tz_localize(None)
+        return self._table(query, month, until=now.floor("min"))
+
+    def bars(self, query: Query, month: Month) -> pa.Table:
+        """Every bar of ``month`` the tape holds, whatever the clock says: what the live
+        feed (:class:`DemoFeed`) publishes as its simulated clock passes each bar's end."""
+        return self._table(query, month, until=None)
+
+    def _table(self, query: Query, month: Month, until: pd.Timestamp | None) -> pa.Table:
         self.check(query)
         inst = instrument(query.exchange, query.symbol)
         lo = pd.Timestamp(month.first_day)
         hi = pd.Timestamp(month.next().first_day)
-        now = pd.Timestamp(self._now()).tz_convert("UTC").tz_localize(None)
         if inst.first_capture:
             lo = max(lo, pd.Timestamp(inst.first_capture).tz_convert("UTC").tz_localize(None).normalize())
         if inst.end_date:
             hi = min(hi, pd.Timestamp(inst.end_date).tz_convert("UTC").tz_localize(None).normalize() + pd.Timedelta(days=1))
-        hi = min(hi, now.floor("min"))
+        if until is not None:
+            hi = min(hi, until)
         if lo >= hi:
             return empty_month()
         tape = simulate_month(query.exchange, inst.atlas, month, query.timestamp)
         # Flow and price bars come from the same tape, so simulated price moves with
         # simulated buying and selling as it does in real data.
         table = _METRICS[query.metric](tape, query.interval, start=lo, end=hi)
-        # A bar still in progress at `now` is incomplete; the API would not have it yet.
+        # A bar still in progress at `until` is incomplete; the API would not have it yet.
         last_complete = (hi.value - interval_ns(query.interval)) // 1000
         times = table.column("time").cast(pa.int64())
         keep = pc.less_equal(times, pa.scalar(last_complete, pa.int64()))
@@ -263,3 +277,88 @@ class DemoSource:
     def cancel(self) -> None:
         """Cancel every fetch running now, between two months."""
         self._cancelled_at = time.monotonic()
+
+
+class DemoFeed:
+    """The demo's live feed: the simulated tape's bars, each published as a real stream
+    would, once its end has passed on a clock that starts at the present and runs
+    ``speed`` times faster than real time (``speed=600``: a 1m bar every 0.1 s). The
+    bars are the demo source's own (the same tape and numbers as
+    :meth:`DemoSource.month_table`), so the feed continues the demo history exactly.
+    No key, no network; it never drops or refuses, and everything it yields is
+    simulated.
+
+    Args:
+        queries: one per series (venue and symbol), all of one interval.
+        datasets: ``flow``, and ``ohlcv`` for price bars from the same tape.
+        speed: how much faster than real time the simulated clock runs.
+        now: the clock the feed starts from (tests pass a fixed one).
+    """
+
+    simulated = True
+
+    def __init__(
+        self,
+        queries: Sequence[Query],
+        datasets: Sequence[str] = ("flow",),
+        *,
+        speed: float = 1.0,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+            raise QueryError(f"speed must be a positive factor (600: a 1m bar every 0.1 s), got {speed!r}")
+        for dataset in datasets:
+            if dataset not in _METRICS:
+                raise QueryError(f"the demo feed simulates only {' and '.join(_METRICS)}, not {dataset!r}")
+        self.queries = list(queries)
+        self.datasets = tuple(datasets)
+        self.speed = float(speed)
+        self._now = now or (lambda: datetime.now(UTC))
+        self._source = DemoSource()
+        # The month each series is publishing from, kept whole: one simulation per
+        # month, not one per bar. Only the current month is held.
+        self._months: dict[tuple[Query, str], tuple[Month, pa.Table, np.ndarray]] = {}
+        names = dict.fromkeys(f"{d}.{q.exchange}.{q.interval}" for q in self.queries for d in self.datasets)
+        self.subscription = Subscription(tuple(names))
+
+    def __repr__(self) -> str:
+        return f"DemoFeed({len(self.queries)} series, speed={self.speed:g})"
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        yield Connecting(0)
+        yield Subscribed(self.subscription)
+        loop = asyncio.get_running_loop()
+        start_real = loop.time()
+        start = int(pd.Timestamp(self._now()).tz_convert("UTC").value // 1000)  # µs
+        step = {q: interval_ns(q.interval) // 1000 for q in self.queries}
+        next_bar = {q: start // step[q] * step[q] for q in self.queries}  # the bar in progress now
+        while self.queries:
+            q = min(self.queries, key=lambda x: next_bar[x] + step[x])
+            closes = next_bar[q] + step[q]
+            simulated_now = start + (loop.time() - start_real) * self.speed * 1e6
+            wait = (closes - simulated_now) / 1e6 / self.speed
+            if wait > 0:
+                await asyncio.sleep(wait)
+            for dataset in self.datasets:
+                row = await self._row(q, dataset, next_bar[q])
+                if row is not None:
+                    yield Row(f"{dataset}.{q.exchange}.{q.interval}", row)
+            next_bar[q] += step[q]
+
+    async def _row(self, query: Query, dataset: str, time_us: int) -> dict[str, Any] | None:
+        """The published row of one bar, as the stream sends it (``time`` in µs), or
+        ``None`` for a bar the tape has no row for (price bars with no trade)."""
+        month = Month.of(pd.Timestamp(time_us, unit="us").date())
+        held = self._months.get((query, dataset))
+        if held is None or held[0] != month:
+            # A month simulates in about half a second: off the event loop.
+            table = await asyncio.to_thread(self._source.bars, dataclasses.replace(query, metric=dataset), month)
+            held = (month, table, table.column("time").cast(pa.int64()).to_numpy())
+            self._months[(query, dataset)] = held
+        _, table, times = held
+        i = int(np.searchsorted(times, time_us))
+        if i >= len(times) or times[i] != time_us:
+            return None
+        values = table.slice(i, 1).to_pylist()[0]
+        values.pop("time")
+        return {"symbol": query.symbol, "interval": query.interval, "time": time_us, **values}
