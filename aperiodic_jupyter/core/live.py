@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,9 +57,11 @@ from .client import Client
 from .combine import combine, fetch_all, plan_queries
 from .coverage import coverage
 from .errors import AperiodicError, AuthError, FetchCancelled, QueryError, StreamError
+from .live_bars import DTYPES, INTS, Bar, BarValues, GapFill, Origin, clock, fill_text, span_text, ts
+from .live_buffers import QUEUE_BARS, Mailbox, Ring
 from .output import convert
 from .query import INTERVALS, Query, interval_ns
-from .schema import FLOW_COLUMNS, FLOW_FILE_SCHEMA, PRICE_COLUMNS, TIME
+from .schema import FLOW_COLUMNS, PRICE_COLUMNS, TIME
 from .settings import Secret, default_live_history, resolve_api_key, resolve_stream_url, settings
 from .sources.api import KEY_HELP
 from .sources.demo import DemoFeed
@@ -83,280 +85,16 @@ __all__ = ["stream_flow", "LiveFlow", "Bar", "BarValues", "GapFill", "Origin", "
 
 log = logging.getLogger("aperiodic_jupyter")
 
-#: Where a bar came from: the history loaded first, the stream, or REST filling a gap.
-Origin: TypeAlias = Literal["history", "live", "rest"]
-
-_US = 1_000_000
-#: Column dtypes of a flow frame (the file schema's), and of the joined price columns.
-_DTYPES: dict[str, pa.DataType] = {f.name: f.type for f in FLOW_FILE_SCHEMA if f.name != TIME} | {
-    c: pa.float64() for c in PRICE_COLUMNS
-}
-_INTS = frozenset(name for name, t in _DTYPES.items() if pa.types.is_integer(t))
-#: Seconds a thread waits between two looks at a stop while it blocks.
-_POLL = 0.2
-#: Bars per series a consumer may fall behind before the oldest it has not taken are
-#: dropped (counted in ``LiveFlow.overflow``; :meth:`LiveFlow.frame` still has them).
-QUEUE_BARS = 10_000
-
-
-class BarValues(Mapping[str, float | int]):
-    """A bar's values as a read-only mapping over one row of floats: a few hundred
-    bytes a bar instead of a dict's few kilobytes, so a queue of bars stays small.
-    Counts come back as ``int`` (NaN when missing), the rest as ``float``."""
-
-    __slots__ = ("_row", "_index")
-
-    def __init__(self, row: np.ndarray, index: Mapping[str, int]) -> None:
-        self._row = row
-        self._index = index
-
-    def __getitem__(self, name: str) -> float | int:
-        value = float(self._row[self._index[name]])
-        return int(value) if name in _INTS and not math.isnan(value) else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One bar of one series.
-
-    Attributes:
-        exchange, symbol: the series (canonical venue name, Atlas symbol).
-        time: the bar's start, tz-aware UTC.
-        values: the flow columns (and ``open high low close`` with ``with_price``), as
-            the API defines them (units: :data:`~aperiodic_jupyter.FLOW_UNITS`); NaN
-            where the source gave none.
-        origin: ``history`` (loaded first), ``live`` (the stream) or ``rest`` (a gap
-            filled from the REST files).
-        update: ``True`` when this bar replaces one given before with the same
-            ``exchange``, ``symbol`` and ``time`` (the open bar re-published...); a
-            consumer redraws the bar instead of appending one.
-    """
-
-    exchange: str
-    symbol: str
-    time: pd.Timestamp
-    values: Mapping[str, float | int]
-    origin: Origin
-    update: bool = False
-
-    def __getitem__(self, column: str) -> Any:
-        if column == TIME:
-            return self.time
-        if column in ("exchange", "symbol"):
-            return getattr(self, column)
-        return self.values[column]
-
-    def as_dict(self) -> dict[str, Any]:
-        """``time``, ``exchange``, ``symbol`` and the values, as one flat dict."""
-        return {TIME: self.time, "exchange": self.exchange, "symbol": self.symbol, **self.values}
-
-
-@dataclass(frozen=True)
-class GapFill:
-    """The bars REST gave for one series after a (re)connection.
-
-    Attributes:
-        exchange, symbol: the series.
-        after: the last bar held before the gap (its REST row is taken too: it may have
-            been still open when it was received).
-        before: the first bar received after the connection.
-        bars: bars REST gave strictly between the two.
-        missing: bars of the interval between the two that REST did not have (a bar with
-            no trade is missing by right; a recent one may not be published yet).
-        error: the fetch's one-line error when it failed (the stream goes on).
-        text: the line the state shows: ``gap filled 11:58–12:00 from REST``.
-    """
-
-    exchange: str
-    symbol: str
-    after: pd.Timestamp
-    before: pd.Timestamp
-    bars: int
-    missing: int
-    error: str | None
-    text: str
-
-
-def _fill_text(first: pd.Timestamp, last: pd.Timestamp, bars: int, missing: int, error: str | None) -> str:
-    span = _span(first, last)
-    if error:
-        return f"gap {span} not filled: {error}"
-    if not bars:
-        return f"gap {span}: no bars in REST yet"
-    return f"gap filled {span} from REST" + (f" ({missing} bars missing there)" if missing else "")
-
-
-def _clock(t: pd.Timestamp, seconds: bool = False) -> str:
-    """``12:03`` (``12:03:00`` with seconds), with the date in front when it is not
-    today (UTC)."""
-    text = f"{t.hour:02d}:{t.minute:02d}" + (f":{t.second:02d}" if seconds else "")
-    day = t.date()
-    return text if day == datetime.now(UTC).date() else f"{day.isoformat()} {text}"
-
-
-def _span(first: pd.Timestamp, last: pd.Timestamp) -> str:
-    seconds = bool(first.second or last.second)
-    a, b = _clock(first, seconds), _clock(last, seconds)
-    if first.date() == last.date() and len(a) > 8:  # one day, not today: the date once
-        b = b[11:]
-    return a if first == last else f"{a}–{b}"
-
-
-def _ts(time_us: int) -> pd.Timestamp:
-    return pd.Timestamp(time_us, unit="us", tz="UTC")
-
-
-# -- the ring: the last N bars of one series, in fixed arrays --------------------------------
-
-
-class _Ring:
-    """The last ``size`` bars of one series: a time array and a value matrix allocated
-    once, a slot per bar, the oldest slot reused, so memory is flat however long the
-    session."""
-
-    def __init__(self, size: int, columns: Sequence[str]) -> None:
-        self.columns = tuple(columns)
-        self.times = np.zeros(size, dtype=np.int64)
-        self.values = np.full((size, len(columns)), np.nan)
-        self.slot: dict[int, int] = {}
-        self.head = 0
-
-    def __len__(self) -> int:
-        return len(self.slot)
-
-    def get(self, time_us: int) -> np.ndarray | None:
-        i = self.slot.get(time_us)
-        return None if i is None else self.values[i]
-
-    def put(self, time_us: int, row: np.ndarray) -> None:
-        i = self.slot.get(time_us)
-        if i is None:
-            i = self.head
-            self.head = (self.head + 1) % len(self.times)
-            if len(self.slot) == len(self.times):
-                del self.slot[int(self.times[i])]
-            self.slot[time_us] = i
-            self.times[i] = time_us
-        self.values[i] = row
-
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times, values) of the bars held, sorted by time, as copies."""
-        used = np.fromiter(self.slot.values(), dtype=np.intp, count=len(self.slot))
-        used = used[np.argsort(self.times[used], kind="stable")]
-        return self.times[used], self.values[used]
-
 
 @dataclass
 class _Series:
     query: Query
-    ring: _Ring
+    ring: Ring
     step: int  # µs
     attrs: dict[str, Any]
     last: int | None = None  # µs: the newest bar given
     check_gap: bool = True  # the next flow row is the first since a (re)connection
     pending_price: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
-
-
-# -- the consumer's side: bars handed from the live thread -----------------------------------
-
-
-class _Mailbox:
-    """Bars from the live thread to a consumer (a thread or a coroutine). Bounded: a
-    consumer that stops reading loses the oldest bars, counted in ``overflow``, never
-    memory. Closing ends the consumer's iteration, after the bars already in (unless
-    discarded), with the error if there is one."""
-
-    def __init__(self, capacity: int) -> None:
-        self._items: deque[Bar] = deque()
-        self.capacity = capacity
-        self.overflow = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._error: BaseException | None = None
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-    def put(self, bars: Sequence[Bar]) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._items.extend(bars)
-            extra = len(self._items) - self.capacity
-            for _ in range(max(extra, 0)):
-                self._items.popleft()
-            self.overflow += max(extra, 0)
-            self._wake()
-
-    def close(self, error: BaseException | None = None, *, discard: bool = False) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._error = error
-            if discard:
-                self._items.clear()
-            self._wake()
-
-    def _wake(self) -> None:
-        self._cond.notify_all()
-        for loop, event in self._waiters:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that loop is closed: its waiter is gone
-                pass
-
-    def _take(self) -> list[Bar] | None:
-        """What is there now: bars, ``[]`` if none yet, ``None`` at the end (after
-        raising the error, if there is one)."""
-        if self._items:
-            out = list(self._items)
-            self._items.clear()
-            return out
-        if self._closed:
-            if self._error is not None:
-                raise self._error
-            return None
-        return []
-
-    def get(self, timeout: float | None) -> list[Bar] | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                got = self._take()
-                if got != []:
-                    return got
-                left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-                if left <= 0:
-                    return []
-                # Short waits: Ctrl-C reaches a main thread blocked here.
-                self._cond.wait(left)
-
-    async def aget(self, timeout: float | None) -> list[Bar] | None:
-        loop = asyncio.get_running_loop()
-        event = asyncio.Event()
-        with self._cond:
-            got = self._take()
-            if got != []:
-                return got
-            self._waiters.append((loop, event))
-        try:
-            try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
-            with self._cond:
-                return self._take()
-        finally:
-            with self._cond:
-                self._waiters.remove((loop, event))
 
 
 # -- the live flow ------------------------------------------------------------------------------
@@ -432,13 +170,13 @@ class LiveFlow:
         columns = FLOW_COLUMNS + (PRICE_COLUMNS if with_price else ())
         self.columns: tuple[str, ...] = tuple(columns)
         self._series = {
-            (q.exchange, q.symbol): _Series(q, _Ring(max_bars, columns), interval_ns(q.interval) // 1000, self._base_attrs(q))
+            (q.exchange, q.symbol): _Series(q, Ring(max_bars, columns), interval_ns(q.interval) // 1000, self._base_attrs(q))
             for q in self.queries
         }
         self._lock = threading.Lock()  # the rings and the records below, read by frame()
         self._state_lock = threading.RLock()  # reentrant: on_state may call stop()
         self._index = {name: j for j, name in enumerate(self.columns)}
-        self._mailbox = _Mailbox(QUEUE_BARS * len(self._series))
+        self._mailbox = Mailbox(QUEUE_BARS * len(self._series))
         self._buffer: deque[Bar] = deque()
         self.gaps: list[tuple[datetime, datetime]] = []
         self.fills: list[GapFill] = []
@@ -651,8 +389,8 @@ class LiveFlow:
         arrays: dict[str, pa.Array] = {TIME: pa.array(times.astype("datetime64[us]"), type=pa.timestamp("us"))}
         for j, name in enumerate(self.columns):
             col = values[:, j]
-            dtype = _DTYPES[name]
-            if name in _INTS:
+            dtype = DTYPES[name]
+            if name in INTS:
                 missing = np.isnan(col)
                 arrays[name] = pa.array(np.where(missing, 0, col).astype(np.int64), type=dtype, mask=missing)
             else:
@@ -660,7 +398,7 @@ class LiveFlow:
         attrs = dict(series.attrs)
         q = series.query
         if len(times):
-            first, last = _ts(int(times[0])), _ts(int(times[-1]))
+            first, last = ts(int(times[0])), ts(int(times[-1]))
             asked = dataclasses.replace(q, start=first.date(), end=last.date())
             attrs["query"] = asked.to_dict()
             attrs["coverage"] = coverage(asked, first.to_pydatetime(), last.to_pydatetime()).to_dict()
@@ -704,8 +442,8 @@ class LiveFlow:
         if self._newest is None:
             parts.append("waiting for the first bar")
         else:
-            t = _ts(self._newest)
-            parts.append(f"last bar {_clock(t, seconds=True)} UTC")
+            t = ts(self._newest)
+            parts.append(f"last bar {clock(t, seconds=True)} UTC")
         parts += self._notes.values()
         return " · ".join(parts)
 
@@ -874,7 +612,7 @@ class LiveFlow:
             series.last = time_us
         self._newest = time_us if self._newest is None else max(self._newest, time_us)
         values_now = BarValues(row, self._index)  # `row` is this bar's own copy
-        return Bar(series.query.exchange, series.query.symbol, _ts(time_us), values_now, origin, update=old is not None)
+        return Bar(series.query.exchange, series.query.symbol, ts(time_us), values_now, origin, update=old is not None)
 
     def _give_price(self, series: _Series, time_us: int, values: Mapping[str, float]) -> Bar | None:
         """A price row: merged into its bar when the bar is held, else kept until the
@@ -891,7 +629,7 @@ class LiveFlow:
     async def _fill(self, series: _Series, after: int, before: int) -> None:
         q = series.query
         step = series.step
-        self._set_state(f"filling gap {_span(_ts(after + step), _ts(before - step))} from REST")
+        self._set_state(f"filling gap {span_text(ts(after + step), ts(before - step))} from REST")
         error = None
         rows: list[tuple[int, dict[str, float]]] = []
         try:
@@ -909,8 +647,8 @@ class LiveFlow:
                 if bar is not None:
                     bars.append(bar)
             missing = max((before - after) // step - 1 - inside, 0)
-            text = _fill_text(_ts(after + step), _ts(before - step), inside, missing, error)
-            fill = GapFill(q.exchange, q.symbol, _ts(after), _ts(before), inside, missing, error, text)
+            text = fill_text(ts(after + step), ts(before - step), inside, missing, error)
+            fill = GapFill(q.exchange, q.symbol, ts(after), ts(before), inside, missing, error, text)
             self.fills.append(fill)
         self._notes["gap"] = fill.text
         log.info("live flow %s %s: %s", q.exchange, q.symbol, fill.text)
@@ -919,7 +657,7 @@ class LiveFlow:
     def _rest_rows(self, query: Query, after: int, before: int) -> list[tuple[int, dict[str, float]]]:
         """The REST bars of ``[after, before)``, in time order. The current month is
         fetched afresh (``refresh``): a cached copy may predate the gap."""
-        first, last = _ts(after).date(), _ts(before).date()
+        first, last = ts(after).date(), ts(before).date()
         asked = dataclasses.replace(query, start=first, end=last)
         df = self.client.fetch(asked, refresh=True, with_price=self.with_price)
         return [(t, v) for t, v in _rows(df, self.columns) if after <= t < before]
