@@ -181,9 +181,10 @@ def get_flow(
         refresh: fetch again even if cached.
         progress: show a progress bar while months download (default ``True``).
         with_price: also fetch the price bars and join ``open high low close`` on
-            ``time`` (bars missing on one side stay, as NaN); if the price cannot be
-            had the flow is returned whole and ``df.attrs["price"]`` says why. Pandas
-            output only, for now (other outputs are refused in one line).
+            ``time`` (bars missing on one side stay, as nulls: NaN in pandas); if the
+            price cannot be had the flow is returned whole and ``df.attrs["price"]``
+            (``provenance(df)["price"]`` for any output) says why. Works with every
+            output: the join is done in Arrow.
         output: ``pandas`` (default), ``polars`` or ``arrow``. ``polars`` is
             ``pl.from_arrow`` of the core's table, zero-copy (one chunk per month), and
             needs ``pip install polars``; ``arrow`` is the ``pyarrow.Table`` itself.

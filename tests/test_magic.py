@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from IPython.core.completer import provisionalcompleter
 
+import aperiodic_jupyter as aj
+from aperiodic_jupyter.core.cache import CacheKey
 from aperiodic_jupyter.jupyter.explorer import FlowExplorer
 from aperiodic_jupyter.jupyter.panel import FlowPanel
 
@@ -31,7 +37,7 @@ def test_bare_line_shows_the_flow_panel(ip):
     assert result.success and result.result is None
     (panel,) = ip.shown
     assert isinstance(panel, FlowPanel)
-    assert "SIMULATED" in panel.header.value and "744 rows" in panel.header.value
+    assert "SIMULATED" in repr(panel) and "744 rows" in repr(panel)  # the summary line
 
 
 def test_out_option_binds_and_still_shows(ip):
@@ -97,6 +103,63 @@ def test_widget_option_opens_the_explorer_prefilled(ip):
     )
 
 
+# -- -f/--frame: a Polars DataFrame or an Arrow table instead of pandas ---------------------
+
+
+def buffers(column: pa.ChunkedArray) -> set[int]:
+    """Addresses of a column's memory, to tell a shared buffer from a copy."""
+    return {b.address for chunk in column.chunks for b in chunk.buffers() if b is not None and b.size}
+
+
+def test_frame_option_binds_polars_from_the_cached_months_without_a_pandas_copy(ip):
+    assert run(ip, "df = %flow binance BTC 1h 2024-01..2024-02 -f polars").success
+    df = ip.user_ns["df"]
+    assert type(df) is pl.DataFrame and df.height == 60 * 24 and ip.shown == []
+    assert df.schema["time"] == pl.Datetime("ns", "UTC")
+    assert aj.provenance(df)["simulated"] is True and aj.provenance(df)["label"].startswith("SIMULATED")
+    # the frame's buffers are the months the kernel caches: nothing was copied on the way
+    client = aj.default_client("auto")
+    q = aj.make_query("binance", "BTC", "1h", "2024-01..2024-02")
+    months = [client.cache.get(CacheKey.of(client.source.cache_namespace, q, m))[0] for m in q.months]
+    cached = set().union(*(buffers(t.column("volume_delta")) for t in months))
+    assert buffers(df.to_arrow().column("volume_delta")) <= cached
+    assert run(ip, "same = %flow binance BTC 1h 2024-01..2024-02").success
+    pd.testing.assert_frame_equal(df.to_pandas(), ip.user_ns["same"], check_dtype=False, check_like=False)
+
+
+def test_frame_option_with_the_view_binds_arrow_and_still_draws_price(ip):
+    assert run(ip, "%flow okx ETH 4h 2024-02 --frame arrow -o table").success
+    table = ip.user_ns["table"]
+    (panel,) = ip.shown
+    assert type(table) is pa.Table and isinstance(panel, FlowPanel) and type(panel.df) is pd.DataFrame
+    # -o binds the frame the chart shows: the price the view draws is in the table too
+    assert table.column_names[-4:] == ["open", "high", "low", "close"] and table.num_rows == len(panel.df) == 29 * 6
+    assert table.column("close").to_pylist() == panel.df["close"].tolist()
+    assert aj.provenance(table)["price"]["joined"] is True and "SIMULATED" in repr(panel)
+
+
+def test_frame_option_with_venues_columns_and_no_chart(ip):
+    assert run(ip, "%flow binance,okx BTC 1h 2024-01-01..2024-01-03 -f polars -o venues").success
+    venues = ip.user_ns["venues"]
+    assert type(venues) is pl.DataFrame and venues.columns[:3] == ["time", "exchange", "symbol"]
+    assert set(venues["exchange"]) == {"binance-futures", "okx-perps"} and len(ip.shown) == 1
+    assert set(aj.provenance(venues)["parts"]) == {"binance-futures perpetual-BTC-USDT:USDT", "okx-perps perpetual-BTC-USDT:USDT"}
+    result = run(ip, "%flow binance BTC,ETH 1d 2024-01 -c toxicity -f arrow --no-chart")
+    assert type(result.result) is pa.Table and len(ip.shown) == 1
+    assert result.result.column_names == ["time", "symbol", "flow_toxicity_score", "flow_entropy"]
+    assert result.result.num_rows == 2 * 31
+
+
+def test_frame_polars_without_polars_is_one_line_before_any_fetch(ip, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "polars", None)  # `import polars` now raises ImportError
+    result = run(ip, "df = %flow binance BTC 1h 2024-01 -f polars")
+    err = capsys.readouterr()
+    text = (err.out + err.err).strip()
+    assert not result.success and "df" not in ip.user_ns
+    assert text == "UsageError: -f/--frame: output='polars' needs Polars, which is not installed: pip install polars"
+    assert run(ip, "df = %flow binance BTC 1h 2024-01 -f arrow").success
+
+
 def test_help_shows_the_grammar_with_examples(ip):
     doc = ip.find_line_magic("flow").__doc__
     assert "%flow EXCHANGE[,EXCHANGE...] SYMBOL[,SYMBOL...] INTERVAL RANGE" in doc
@@ -121,6 +184,9 @@ BAD_LINES = [
     ("%flow binance BTC 1h 2024-01 -m candles", "unknown metric 'candles'"),
     ("%flow binance BTC 1h 2024-01 -m returns", "demo source simulates only flow and ohlcv, not 'returns'"),
     ("%flow binance BTC 1h 2024-01 -s api", "no Aperiodic API key: set APERIODIC_API_KEY"),
+    ("%flow binance BTC 1h 2024-01 -f excel", "-f/--frame: unknown output 'excel'; valid: pandas, polars, arrow"),
+    ("%flow binance BTC 1h 2024-01 --frame", "-f/--frame needs a value"),
+    ("%flow binance BTC 1h 2024-01 -f polars --widget", "--widget does not take -f/--frame (the explorer's w.df is pandas"),
 ]
 
 
@@ -174,6 +240,9 @@ def complete(ip, text):
         ("%flow binance BTC 1h 2024-01 --t", {"--timestamp"}),
         ("%flow binance BTC 1h 2024-01 --timestamp ", {"exchange", "true"}),
         ("%flow binance BTC 1h 2024-01 -c ", {"volumes", "sizes", "toxicity"}),
+        ("%flow binance BTC 1h 2024-01 -f ", {"pandas", "polars", "arrow"}),
+        ("%flow binance BTC 1h 2024-01 --frame p", {"pandas", "polars"}),
+        ("%flow binance BTC 1h 2024-01 --fr", {"--frame"}),
         ("df = %flow hyper", {"hyperliquid", "hyperliquid-perps"}),
     ],
 )

@@ -4,9 +4,9 @@ optional, and one line for what is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
-import re
 import subprocess
 import sys
 
@@ -21,6 +21,8 @@ from aperiodic_jupyter import Client, QueryError, make_query
 from aperiodic_jupyter.core import output as output_module
 from aperiodic_jupyter.core.cache import CacheKey, MemoryCache
 from aperiodic_jupyter.core.output import METADATA_KEY, OUTPUTS
+
+from .server import FakeApi, with_gaps
 
 #: pandas dtype → (Polars dtype, Arrow type): how each column's type must map.
 DTYPES = {
@@ -60,11 +62,16 @@ def assert_same_columns(df: pd.DataFrame, other: pl.DataFrame | pa.Table) -> Non
     for name in df.columns:
         expected_pl, expected_pa = DTYPES[str(df[name].dtype)]
         if isinstance(other, pl.DataFrame):
-            assert other.schema[name] == expected_pl, name
-            got = other[name]
+            got, got_type, expected, integer = other[name], other.schema[name], expected_pl, pl.Int64
         else:
-            assert other.schema.field(name).type == expected_pa, name
-            got = other.column(name)
+            got, got_type, expected, integer = other.column(name), other.schema.field(name).type, expected_pa, pa.int64()
+        if got_type == integer and str(df[name].dtype) == "float64":
+            # A count missing from a bar (price joined where the flow has none): pandas
+            # holds NaN in a float64 column, Polars and Arrow keep the count with a null.
+            nulls = got.null_count() if isinstance(got, pl.Series) else got.null_count
+            assert nulls == df[name].isna().sum() > 0, name
+        else:
+            assert got_type == expected, name
         np.testing.assert_array_equal(_values(got), _values(df[name]), err_msg=name)
     assert str(df["time"].dt.tz) == "UTC"
 
@@ -260,12 +267,63 @@ def test_an_unknown_output_is_one_line_listing_the_valid_ones(api, make_client, 
     assert api.counts["total"] == 0
 
 
-@pytest.mark.parametrize("output", ["polars", "arrow"])
-def test_with_price_is_pandas_only_for_now(demo, output):
-    message = re.escape(f"with_price is not supported yet with output={output!r} (pandas only)")
-    with pytest.raises(QueryError, match=message) as info:
-        demo.get_flow("binance", "BTC", "1h", "2024-01", with_price=True, output=output)
-    assert "\n" not in str(info.value)
-    with pytest.raises(QueryError, match=message):
-        demo.get_flow(["binance", "okx"], "BTC", "1h", "2024-01", with_price=True, output=output)
-    assert "close" in demo.get_flow("binance", "BTC", "1h", "2024-01", with_price=True).columns
+# -- with price: one join, in Arrow, for every output ---------------------------------------
+
+
+def test_with_price_polars_and_arrow_equal_pandas(demo):
+    df, polars_df, table = three(lambda o: demo.get_flow("binance", "BTC", "1h", "2024-01..2024-02", with_price=True, output=o))
+    assert list(df.columns[-4:]) == ["open", "high", "low", "close"] and df["close"].notna().all()
+    assert_same_columns(df, polars_df)
+    assert_same_columns(df, table)
+    assert_same_provenance(df, polars_df, table)
+    assert aj.provenance(table)["price"] == {"joined": True, "bars": 60 * 24, "source": "demo", "missing_price": 0}
+    venues, polars_venues, arrow_venues = three(
+        lambda o: demo.get_flow(["binance", "okx"], "ETH", "4h", "2024-02", with_price=True, output=o)
+    )
+    assert list(venues.columns[:3]) == ["time", "exchange", "symbol"] and "close" in venues.columns
+    assert_same_columns(venues, polars_venues)
+    assert_same_columns(venues, arrow_venues)
+    assert_same_provenance(venues, polars_venues, arrow_venues)
+
+
+def test_with_price_bars_missing_on_either_side_are_nulls_in_every_output(make_client):
+    """Flow misses every 60th bar, price every 50th: the same outer join in all three."""
+    with FakeApi(with_gaps(ohlcv=50, flow=60)) as api:
+        client = make_client(api)
+        df, polars_df, table = three(lambda o: client.get_flow("binance", "BTC", "1h", "2024-01", with_price=True, output=o))
+    no_flow, no_price = {h for h in range(744) if h % 60 == 59}, {h for h in range(744) if h % 50 == 49}
+    assert len(df) == 744 - len(no_flow & no_price)
+    assert table.column("close").null_count == len(no_price - no_flow) == df["close"].isna().sum()
+    # a count missing from a bar stays an integer column with nulls outside pandas
+    assert table.schema.field("taker_buy_count").type == pa.int64() and polars_df.schema["taker_buy_count"] == pl.Int64
+    assert polars_df["taker_buy_count"].null_count() == len(no_flow - no_price)
+    assert str(df["taker_buy_count"].dtype) == "float64"  # as pandas' own outer merge makes it
+    assert_same_columns(df, polars_df)
+    assert_same_columns(df, table)
+    assert_same_provenance(df, polars_df, table)
+    assert aj.provenance(polars_df)["price"]["missing_price"] == len(no_price - no_flow)
+
+
+def test_a_failed_price_keeps_the_flow_and_says_why_in_every_output(api, make_client):
+    client = make_client(api)
+    api.inject("list", status=403, match="ohlcv", times=99, body={"error": "ohlcv is not in your plan", "details": []})
+    df, polars_df, table = three(lambda o: client.get_flow("binance", "BTC", "1h", "2024-01", with_price=True, output=o))
+    assert "close" not in table.column_names and "close" not in polars_df.columns and len(df) == 744
+    assert_same_columns(df, polars_df)
+    assert_same_columns(df, table)
+    assert_same_provenance(df, polars_df, table)
+    price = aj.provenance(table)["price"]
+    assert price["joined"] is False and "ohlcv is not in your plan" in price["error"] and "\n" not in price["error"]
+
+
+def test_with_price_keeps_polars_and_arrow_zero_copy(demo):
+    q = make_query("okx", "BTC", "1h", "2024-03..2024-04")
+    table = demo.fetch(q, with_price=True, output="arrow")
+    back = demo.fetch(q, with_price=True, output="polars").to_arrow()
+    price_months = [
+        demo.cache.get(CacheKey.of(demo.source.cache_namespace, dataclasses.replace(q, metric="ohlcv"), m)) for m in q.months
+    ]
+    flow_months = [demo.cache.get(CacheKey.of(demo.source.cache_namespace, q, m)) for m in q.months]
+    for months, name in ((price_months, "close"), (flow_months, "volume_delta_notional")):
+        cached = set().union(*(_buffers(t.column(name)) for t, _ in months))
+        assert _buffers(table.column(name)) <= cached and _buffers(back.column(name)) <= cached, name

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import aperiodic_jupyter as aj
@@ -52,23 +53,49 @@ def test_with_price_joins_ohlc_on_time_and_records_it(demo):
     assert price_status(df.attrs) == ""
 
 
-def test_bars_missing_on_one_side_stay_as_nan():
-    times = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC")
-    flow = pd.DataFrame({"time": times[:3], "volume_delta": [1.0, -1.0, 2.0]})
-    flow.attrs = {"source": "api"}
-    price = pd.DataFrame({"time": times[1:], "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0})
-    out = join_price(flow, price)
-    assert out["time"].tolist() == list(times)
-    assert out["close"].isna().tolist() == [True, False, False, False]
-    assert out["volume_delta"].isna().tolist() == [False, False, False, True]
-    assert out.attrs["price"]["missing_price"] == 1 and out.attrs["source"] == "api"
+@pytest.mark.parametrize("order", [[1, 2, 3, 4], [3, 1, 4, 2]], ids=["sorted-as-assembled", "unsorted"])
+def test_bars_missing_on_one_side_stay_as_nulls_as_a_pandas_outer_merge_keeps_them(order):
+    times = pd.date_range("2024-01-01", periods=5, freq="1h", tz="UTC", unit="ns")
+    flow = pa.table({"time": times[:3], "volume_delta": [1.0, -1.0, 2.0], "taker_buy_count": pa.array([4, 5, 6])})
+    closes = {1: np.nan, 2: 1.5, 3: 1.5, 4: 1.5}
+    bars = pd.DataFrame({"time": times[order], "open": 1.0, "high": 2.0, "low": 0.5, "close": [closes[i] for i in order]})
+    price = pa.Table.from_pandas(bars.assign(volume=3.0), preserve_index=False)
+    out, record = join_price(flow, price, source="api")
+    assert out.column_names == ["time", "volume_delta", "taker_buy_count", "open", "high", "low", "close"]
+    assert out.column("time").to_pylist() == list(times)  # every bar of both, sorted
+    assert out.column("taker_buy_count").type == pa.int64()  # a count stays a count, with nulls
+    assert out.column("taker_buy_count").to_pylist() == [4, 5, 6, None, None]
+    assert out.column("open").to_pylist() == [None, 1.0, 1.0, 1.0, 1.0]
+    # the same rows and values as pandas' outer merge sorted on time (NaN where Arrow has null)
+    reference = flow.to_pandas().merge(
+        price.to_pandas()[["time", "open", "high", "low", "close"]], on="time", how="outer", sort=True
+    )
+    pd.testing.assert_frame_equal(out.to_pandas(), reference)
+    # missing: the bar with no price row and the one whose close is NaN, as pandas counts them
+    assert record == {"joined": True, "bars": 4, "source": "api", "missing_price": 2}
+
+
+def address(table: pa.Table, name: str) -> int:
+    return table.column(name).chunk(0).buffers()[1].address
+
+
+def test_a_side_with_every_bar_is_joined_without_a_copy():
+    times = pa.array(pd.date_range("2024-01-01", periods=3, freq="1h", tz="UTC", unit="ns"))
+    flow = pa.table({"time": times, "volume_delta": [1.0, -1.0, 2.0]})
+    price = pa.table({"time": times, "open": [1.0, 2.0, 3.0], "high": [4.0] * 3, "low": [0.5] * 3, "close": [1.5, 2.5, 3.5]})
+    out, record = join_price(flow, price)  # the same bar starts: the price columns are appended
+    assert address(out, "close") == address(price, "close") and address(out, "volume_delta") == address(flow, "volume_delta")
+    assert record["missing_price"] == 0
+    out, record = join_price(flow, price.take([0, 2]))  # the price misses a bar: only the price is gathered
+    assert address(out, "volume_delta") == address(flow, "volume_delta")
+    assert out.column("close").to_pylist() == [1.5, None, 3.5] and record["missing_price"] == 1
 
 
 def test_a_failed_price_keeps_the_flow_and_says_why():
-    flow = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=2, freq="1h", tz="UTC"), "volume_delta": [1.0, 2.0]})
-    out = join_price(flow, None, "the API key was refused (401)")
-    assert out["volume_delta"].tolist() == [1.0, 2.0] and "close" not in out
-    assert price_status(out.attrs) == "no price: the API key was refused (401)"
+    flow = pa.table({"time": pd.date_range("2024-01-01", periods=2, freq="1h", tz="UTC"), "volume_delta": [1.0, 2.0]})
+    out, record = join_price(flow, None, error="the API key was refused (401)")
+    assert out is flow
+    assert price_status({"price": record}) == "no price: the API key was refused (401)"
 
 
 def test_with_price_is_for_flow_only(demo):
@@ -113,7 +140,8 @@ def test_the_divergence_view_states_the_correlation_in_its_header(demo):
 
 def test_without_price_the_chart_leaves_price_panels_out_and_says_why(demo):
     flow = demo.get_flow("binance", "BTC", "1h", "2024-01")
-    failed = join_price(flow, None, "the API key was refused (401)")
+    failed = flow.copy()
+    failed.attrs = {**flow.attrs, "price": {"joined": False, "error": "the API key was refused (401)"}}
     spec = flow_chart(failed).to_dict()
     assert not any(t.startswith("Price") for t in titles(spec))
     assert "no price panel: the API key was refused (401)" in spec["title"]["subtitle"]
@@ -143,7 +171,7 @@ def test_an_unknown_panel_is_one_line():
 def test_the_magic_draws_price_cvd_and_flow_by_default(ip):
     assert ip.run_cell("%flow binance BTC 1h 2024-01 -o flows", store_history=False).success
     (panel,) = ip.shown
-    assert panel.panels == DEFAULT_PANELS and "close" in panel.df.columns
+    assert tuple(panel.panels) == DEFAULT_PANELS and "close" in panel.df.columns
     assert titles(panel.spec.to_dict())[0].startswith("Price")
     assert "close" in ip.user_ns["flows"].columns  # -o binds the frame the chart shows
 
@@ -151,7 +179,7 @@ def test_the_magic_draws_price_cvd_and_flow_by_default(ip):
 def test_the_magic_fetches_no_price_when_no_panel_needs_it_or_nothing_is_drawn(ip):
     ip.run_cell("%flow binance BTC 1h 2024-01 -p cvd,delta", store_history=False)
     (panel,) = ip.shown
-    assert panel.panels == ("cvd", "delta") and "close" not in panel.df.columns and "price" not in panel.df.attrs
+    assert tuple(panel.panels) == ("cvd", "delta") and "close" not in panel.df.columns and "price" not in panel.df.attrs
     ip.run_cell("df = %flow binance BTC 1h 2024-01", store_history=False)
     assert "close" not in ip.user_ns["df"].columns  # an assignment is the plain flow frame
 
@@ -169,11 +197,11 @@ def test_the_explorer_offers_the_same_panels_and_draws_price(monkeypatch):
     w = FlowExplorer("binance", "ETH", "4h", "2024-02")
     assert w.selector.panel_options == list(PANELS) and w.selector.panels == list(DEFAULT_PANELS)
     w.load()
-    assert "close" in w.df.columns and w.panel.panels == DEFAULT_PANELS
+    assert "close" in w.df.columns and tuple(w.panel.panels) == DEFAULT_PANELS
     # what js/explorer.js sends when a user unticks the price panels and clicks Load
     w.selector._handle_custom_msg({"type": "load", "query": {"panels": ["delta", "toxicity"]}}, [])
     w._thread.join(30)
-    assert w.panel.panels == ("delta", "toxicity") and "close" not in w.df.columns
+    assert tuple(w.panel.panels) == ("delta", "toxicity") and "close" not in w.df.columns
     w.selector.panels = ["nope"]
     w.load(wait=False)
     assert w.selector.error.startswith("unknown panel 'nope'")

@@ -254,11 +254,11 @@ def test_the_magic_draws_api_price_on_top_of_the_flow(ip, api, capsys):
     assert not any(t.startswith("Price") for t in names[1:])
     # the price is the server's: bar i opens at 1000 + i
     assert np.allclose(panel.df["open"], 1000.0 + np.arange(744))
-    assert "no price" not in panel.header.value and "no price panel" not in str(spec["title"])
+    assert "no price" not in repr(panel) and "no price panel" not in str(spec["title"])
     assert price_lists(api) == [200] and flow_lists(api) == [200]
     assert "close" in ip.user_ns["flows"].columns
     out = capsys.readouterr()
-    assert API_KEY not in out.out + out.err + panel.header.value
+    assert API_KEY not in out.out + out.err + repr(panel)
 
 
 def test_the_magic_still_shows_the_flow_when_the_price_listing_fails(ip, api, capsys):
@@ -269,7 +269,7 @@ def test_the_magic_still_shows_the_flow_when_the_price_listing_fails(ip, api, ca
     assert isinstance(panel, FlowPanel)
     assert len(panel.df) == 744 and "close" not in panel.df.columns
     assert panel.df.attrs["price"]["joined"] is False
-    assert "no price: " in panel.header.value and "ohlcv is not in your plan" in panel.header.value
+    assert "no price: " in repr(panel) and "ohlcv is not in your plan" in repr(panel)
     assert "no price: " in repr(panel)  # the text a saved notebook shows
     spec = panel.spec.to_dict()
     assert not any(t.startswith("Price") for t in titles(spec))

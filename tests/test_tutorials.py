@@ -14,11 +14,29 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .server import API_KEY, FakeApi
+from .server import API_KEY, PREVIEW_KEY, FakeApi
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 TUTORIALS = sorted(BINDER.glob("[0-9][0-9]-*.ipynb"))
+#: Where nothing listens: a tutorial's preview cell meets a network that does not answer.
+UNREACHABLE = "http://127.0.0.1:9/api/v1"
+PREVIEW_LABEL = "Aperiodic preview: real market data, limited slice"
+#: What each tutorial's real-data cell prints when the preview answers (the loopback
+#: server's June 2025 slice): how the line starts, then what else it says. 04 works on
+#: the user's own trades and has none.
+REAL_DATA = {
+    "01-quickstart.ipynb": (f"{PREVIEW_LABEL}: 168 bars, net taker delta ",),
+    "02-explorer.ipynb": ("binance-futures perpetual-BTC-USDT:USDT 1h", "336 rows", "source: preview", PREVIEW_LABEL),
+    "03-reading-order-flow.ipynb": (f"{PREVIEW_LABEL}: 720 hourly bars; buy-share autocorrelation by lag {{1: ",),
+    "05-real-api.ipynb": (f"{PREVIEW_LABEL}: 168 bars; again from ['memory']; cached under preview-127.0.0.1_",),
+    "06-flow-against-price.ipynb": (f"{PREVIEW_LABEL}: r = ", " between volume delta and log return over 720 hourly bars"),
+}
+
+
+def says(text: str, expected: tuple[str, ...]) -> bool:
+    """One line that starts as expected and says the rest."""
+    return "\n" not in text and text.startswith(expected[0]) and all(part in text for part in expected[1:])
 
 
 def execute(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
@@ -28,10 +46,27 @@ def execute(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
     return nb
 
 
-def clean_env(tmp_path: Path) -> dict[str, str]:
+def clean_env(tmp_path: Path, api_url: str = UNREACHABLE) -> dict[str, str]:
+    """No key, a private cache, and the API at ``api_url``: never the internet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APERIODIC_")}
     env["APERIODIC_CACHE_DIR"] = str(tmp_path / "cache")
+    env["APERIODIC_API_URL"] = api_url
     return env
+
+
+def real_data_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if "real-data" in c.get("metadata", {}).get("tags", [])]
+
+
+def printed(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream").strip()
+
+
+@pytest.fixture(scope="module")
+def preview_server():
+    """One loopback API for the module: its preview answers the tutorials' real-data cells."""
+    with FakeApi() as api:
+        yield api
 
 
 def test_there_are_six_tutorials_and_the_readme_links_each():
@@ -42,8 +77,11 @@ def test_there_are_six_tutorials_and_the_readme_links_each():
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
-def test_tutorial_runs_on_the_demo_source(path, tmp_path):
-    nb = execute(path, clean_env(tmp_path))
+def test_tutorial_runs_on_the_demo_source_and_its_real_data_cell_reads_the_preview(path, tmp_path, preview_server):
+    """Each tutorial runs once: the demo source everywhere, and its real-data cell (one
+    per tutorial but 04) reads the preview, which answers here (Binder is online)."""
+    keys_before = len(preview_server.received_keys)
+    nb = execute(path, clean_env(tmp_path, preview_server.base_url))
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []  # no traceback anywhere
     # A cell tagged raises-exception shows its one-line error on purpose.
@@ -51,13 +89,43 @@ def test_tutorial_runs_on_the_demo_source(path, tmp_path):
         if "raises-exception" in cell.get("metadata", {}).get("tags", []):
             (out,) = cell.outputs
             assert out["text"].startswith("UsageError: ") and out["text"].count("\n") == 1
+    cells = real_data_cells(nb)
+    assert len(cells) == (path.name in REAL_DATA)
+    for cell in cells:
+        text = printed(cell)
+        assert says(text, REAL_DATA[path.name]) and PREVIEW_LABEL in text, text
+    # only the real-data cell went to the network, with the shared preview key
+    assert set(preview_server.received_keys[keys_before:]) == ({PREVIEW_KEY} if cells else set())
+
+
+def test_every_real_data_cell_says_in_one_line_when_the_preview_is_unreachable(tmp_path):
+    """The other outcome, without running every tutorial again: the real-data cells stand
+    alone (each imports what it uses), so they run together in one kernel."""
+    cells = {path.name: real_data_cells(nbformat.read(path, as_version=4)) for path in TUTORIALS}
+    assert {name for name, found in cells.items() if found} == set(REAL_DATA)
+    assert all(len(found) <= 1 for found in cells.values())
+    nb = nbformat.v4.new_notebook(cells=[c for found in cells.values() for c in found])
+    nb.metadata = nbformat.read(TUTORIALS[0], as_version=4).metadata
+    path = tmp_path / "real-data.ipynb"
+    nbformat.write(nb, path)
+    ran = execute(path, clean_env(tmp_path))
+    assert [o for c in ran.cells for o in c.outputs if o.get("output_type") == "error"] == []
+    for name, cell in zip(REAL_DATA, ran.cells, strict=True):
+        text = printed(cell)
+        assert text.startswith("The preview could not be reached from here (") and "\n" not in text, (name, text)
+        assert "/files/" not in text and "X-Amz-Signature" not in text, (name, text)
 
 
 def test_the_api_tutorial_against_the_loopback_api_leaks_no_secret(tmp_path):
     with FakeApi() as api:
-        env = clean_env(tmp_path) | {"APERIODIC_API_KEY": API_KEY, "APERIODIC_API_URL": api.base_url}
+        env = clean_env(tmp_path, api.base_url) | {"APERIODIC_API_KEY": API_KEY}
         nb = execute(BINDER / "05-real-api.ipynb", env)
-        assert api.counts["file"] == 3 and set(api.received_keys) == {API_KEY}
+        # three API months; the preview cell's month came with the shared key (the
+        # server refuses any other key there), never the user's
+        assert api.counts["file"] == 3 + 1 and set(api.received_keys) == {API_KEY, PREVIEW_KEY}
+        assert [status for route, label, status in api.log if route == "list" and label.startswith("preview/")] == [200]
+    (cell,) = real_data_cells(nb)
+    assert says(printed(cell), REAL_DATA["05-real-api.ipynb"]), printed(cell)
     saved = json.dumps(nb)
     assert "api-127.0.0.1" in saved  # it really used the API source
     assert API_KEY not in saved
@@ -137,22 +205,3 @@ def test_a_fresh_environment_from_binder_files_runs_the_tutorials(tmp_path):
             timeout=600,
         )
         assert proc.returncode == 0, f"{path.name}: {proc.stderr[-3000:]}"
-
-
-def _real_data_output(nb: nbformat.NotebookNode) -> str:
-    (cell,) = [c for c in nb.cells if "real-data" in c.get("metadata", {}).get("tags", [])]
-    return "".join(o.get("text", "") for o in cell.outputs)
-
-
-def test_the_quickstarts_real_data_cell_says_in_one_line_when_the_preview_is_unreachable(tmp_path):
-    env = clean_env(tmp_path) | {"APERIODIC_API_URL": "http://127.0.0.1:9/api/v1"}  # nothing listens there
-    text = _real_data_output(execute(BINDER / "01-quickstart.ipynb", env)).strip()
-    assert text.startswith("The preview could not be reached from here (") and "\n" not in text
-
-
-def test_the_quickstarts_real_data_cell_reads_the_preview_when_it_answers(tmp_path):
-    with FakeApi() as api:
-        env = clean_env(tmp_path) | {"APERIODIC_API_URL": api.base_url}
-        text = _real_data_output(execute(BINDER / "01-quickstart.ipynb", env)).strip()
-        assert text.startswith("Aperiodic preview: real market data, limited slice: 168 bars")
-        assert set(api.received_keys) == {"DEMO-KEY"}

@@ -28,7 +28,7 @@ from .combine import combine, combine_tables, fetch_all, plan_queries
 from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, QueryError
 from .frame import assemble
-from .output import Frame, check_output, check_with_price, convert
+from .output import Frame, check_output, convert
 from .parquet import check_span
 from .price import join_price
 from .progress import ProgressCallback, reporter
@@ -488,7 +488,8 @@ class Client:
             with_price: for a flow query, also fetch the ``ohlcv`` metric of the same
                 query and join ``open high low close`` on ``time`` (see :mod:`.price`);
                 a price fetch that fails leaves the flow whole and says why in
-                ``df.attrs["price"]``. Pandas output only, for now.
+                ``df.attrs["price"]``. Every output: the join is done in Arrow, bars
+                missing on one side are nulls (NaN in pandas).
             output: ``pandas`` (default), ``polars`` (zero-copy from the Arrow table;
                 needs ``pip install polars``) or ``arrow`` (the table itself). ``time``
                 is tz-aware UTC in all three; the ``attrs`` above are in ``df.attrs``,
@@ -498,21 +499,25 @@ class Client:
         output = check_output(output)  # before any download: a typo or no Polars fails at once
         if with_price and query.metric != "flow":
             raise QueryError(f"with_price joins price onto flow; the {query.metric!r} metric has no price join")
-        if with_price:
-            check_with_price(output)
         table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
         attrs = self._attrs(query, origin, table)
-        if not with_price:
-            return convert(table, attrs, output)
-        df = convert(table, attrs, "pandas")
+        if with_price:
+            table, attrs["price"] = self._join_price(query, table, refresh, progress)
+        return convert(table, attrs, output)
+
+    def _join_price(
+        self, query: Query, flow: pa.Table, refresh: bool, progress: bool | ProgressCallback | None
+    ) -> tuple[pa.Table, dict[str, Any]]:
+        """``flow`` with the price of the same query joined on ``time`` (in Arrow, for
+        every output: :mod:`.price`), and the provenance's ``price`` record."""
         try:
             # One bar per call: the price months (few, small) show no second bar.
-            price = self.fetch(
+            price, _ = self.fetch_table(
                 dataclasses.replace(query, metric="ohlcv"), refresh=refresh, progress=progress if callable(progress) else None
             )
         except AperiodicError as exc:  # the flow is what was asked for: never lose it
-            return join_price(df, None, str(exc))
-        return join_price(df, price)
+            return join_price(flow, None, error=str(exc))
+        return join_price(flow, price, source=self.source.name)
 
     async def fetch_async(self, query: Query, **kwargs: Any) -> Frame:
         """:meth:`fetch` for ``await``: the work runs in a worker thread, so the event
@@ -560,8 +565,6 @@ class Client:
             "with_price": options.get("with_price", False),
             "output": output,
         }
-        if fetch_options["with_price"] and metric == "flow":
-            check_with_price(output)  # before several fetches start, not inside each
         if isinstance(exchange, str) and isinstance(symbol, str):
             q = make_query(exchange, symbol, interval, start, end, timestamp=timestamp, metric=metric)
             return self.fetch(q, **fetch_options)
@@ -606,8 +609,7 @@ class FetchOptions(TypedDict, total=False):
         refresh: fetch again even if cached (the cache is updated).
         progress: ``True`` for a progress bar while months download, or a callable
             receiving :class:`~aperiodic_jupyter.Progress`.
-        with_price: flow only: join ``open high low close`` on ``time`` (pandas
-            output only, for now).
+        with_price: flow only: join ``open high low close`` on ``time`` (any output).
         output: ``pandas`` (default), ``polars`` or ``arrow``; see
             :mod:`aperiodic_jupyter.core.output`.
     """

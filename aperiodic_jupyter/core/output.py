@@ -18,7 +18,8 @@ pair into the caller's choice, without copying more than the choice needs:
   under :data:`METADATA_KEY`; :func:`provenance` decodes it.
 
 :func:`provenance` answers for all three, so code that reads where data came from does
-not depend on the output chosen.
+not depend on the output chosen. ``with_price`` joins in Arrow before this conversion
+(:mod:`.price`), so it works for every output.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ __all__ = [
     "Output",
     "Frame",
     "check_output",
-    "check_with_price",
     "convert",
     "provenance",
     "with_provenance",
@@ -74,16 +74,6 @@ def check_output(output: object) -> str:
     if name == "polars":
         _polars()
     return str(name)
-
-
-def check_with_price(output: str) -> None:
-    """``with_price`` joins in pandas (:mod:`.price`); other outputs are refused in one
-    line for now."""
-    if output != "pandas":
-        raise QueryError(
-            f"with_price is not supported yet with output={output!r} (pandas only); "
-            f"fetch get_ohlcv(..., output={output!r}) and join it on 'time'"
-        )
 
 
 def _polars() -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..core.combine import plan_queries
 from ..core.errors import QueryError
+from ..core.output import OUTPUTS, check_output
 from ..core.query import INTERVALS, METRICS, TIMESTAMPS, Query
 from ..core.schema import COLUMN_GROUPS, FLOW_COLUMNS
 from ..core.settings import SOURCES
@@ -33,6 +34,7 @@ OPTION_VALUES: dict[str, list[str]] = {
     "--columns": list(COLUMN_GROUPS),
     "--metric": list(METRICS),
     "--panels": [*PANELS, "all"],
+    "--frame": list(OUTPUTS),
 }
 #: Options that cannot be combined with ``--widget``, and why, in one line each.
 _NOT_WITH_WIDGET = {
@@ -41,6 +43,7 @@ _NOT_WITH_WIDGET = {
     "refresh": "--no-cache (the explorer reads the cache; clear it with client.cache.clear())",
     "chart": "--no-chart (the explorer is a chart)",
     "dry_run": "--dry-run (run it without --widget)",
+    "output": "-f/--frame (the explorer's w.df is pandas; pl.from_pandas(w.df) converts it)",
 }
 
 
@@ -59,10 +62,24 @@ def _parser() -> _Parser:
     p.add_argument("range", nargs="?", help="date range")
     p.add_argument("-t", "--timestamp", default="exchange", help="exchange (default) or true (arrival time)")
     p.add_argument("-s", "--source", default="auto", help="auto (default: api when a key is set, else demo), api or demo")
-    p.add_argument("-c", "--columns", default=None, help=f"column groups or names for the returned frame: {', '.join(COLUMN_GROUPS)}")
+    p.add_argument(
+        "-c", "--columns", default=None, help=f"column groups or names for the returned frame: {', '.join(COLUMN_GROUPS)}"
+    )
     p.add_argument("-m", "--metric", default="flow", help="another metric on /data/{metric}: " + ", ".join(METRICS[1:]))
-    p.add_argument("-p", "--panels", default=None, help=f"chart panels, comma-separated: {', '.join(PANELS)}, or all (default: {','.join(DEFAULT_PANELS)})")
+    p.add_argument(
+        "-p",
+        "--panels",
+        default=None,
+        help=f"chart panels, comma-separated: {', '.join(PANELS)}, or all (default: {','.join(DEFAULT_PANELS)})",
+    )
     p.add_argument("-o", "--out", default=None, help="bind the result to this variable and still show it")
+    p.add_argument(
+        "-f",
+        "--frame",
+        dest="output",
+        default="pandas",
+        help=f"the frame bound to a name or returned: {', '.join(OUTPUTS)} (default pandas); the view is drawn either way",
+    )
     p.add_argument("--no-cache", dest="refresh", action="store_true", help="fetch again even if cached (the cache is updated)")
     p.add_argument("--no-chart", dest="chart", action="store_false", help="return the frame as a table instead of the view")
     p.add_argument("--widget", action="store_true", help="open the explorer widget prefilled with this query")
@@ -87,7 +104,7 @@ def _explain(parser: argparse.ArgumentParser, message: str) -> str:
         options = [w for w in words if w.startswith("-")]
         if options:
             bad = options[0].split("=")[0]
-            close = difflib.get_close_matches(bad, FLAGS + ["-t", "-s", "-c", "-m", "-o"], n=1, cutoff=0.75)
+            close = difflib.get_close_matches(bad, FLAGS + ["-t", "-s", "-c", "-m", "-p", "-o", "-f"], n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]}?)" if close else ""
             return f"unknown option {bad!r}{hint}; valid options: {_options_summary()}"
         return f"unexpected {' '.join(words)!r} after the range; {USAGE}, e.g. {EXAMPLE}"
@@ -110,6 +127,7 @@ GRAMMAR = (
     "  %flow okx BTC,ETH 15m 7d -o flows             # bind `flows` and show the view\n"
     "  %flow binance,okx,hyperliquid BTC 1h 2024-11  # venues side by side\n"
     "  %flow binance BTC 1m 2024-01-15 -c volumes,toxicity --no-chart\n"
+    "  df = %flow binance BTC 1m 2024-01 -f polars      # a Polars DataFrame (or -f arrow: a pyarrow.Table)\n"
     "  %flow binance BTC 15m 2024-03 -p price,cvd,divergence   # choose the chart's panels\n"
     "  %flow binance BTC 1h 2024 --dry-run           # months needed, and which are cached\n"
     "  %flow --set-key                               # type the API key at a hidden prompt\n"
@@ -127,6 +145,7 @@ class FlowLine:
         columns: columns to keep in the returned frame, or ``None`` for all.
         panels: the chart panels to draw.
         out: variable to bind the result to, or ``None``.
+        output: the frame bound or returned: ``pandas``, ``polars`` or ``arrow``.
         refresh: fetch again even if cached.
         chart: show the view (``False``: return the table).
         widget: open the explorer instead of fetching.
@@ -140,6 +159,7 @@ class FlowLine:
     columns: tuple[str, ...] | None = None
     panels: tuple[str, ...] = DEFAULT_PANELS
     out: str | None = None
+    output: str = "pandas"
     refresh: bool = False
     chart: bool = True
     widget: bool = False
@@ -168,6 +188,10 @@ def parse_flow_line(line: str) -> FlowLine:
         raise QueryError(f"unknown source {args.source!r}; valid: {', '.join(SOURCES)}")
     if args.out is not None:
         check_variable_name(args.out)
+    try:
+        output = check_output(args.output)  # a typo, or Polars not installed, before any download
+    except QueryError as exc:
+        raise QueryError(f"-f/--frame: {exc}") from None
     exchanges = [e.strip() for e in args.exchange.split(",") if e.strip()]
     if not exchanges:
         raise QueryError(f"no exchange in {args.exchange!r}; give one or more, comma-separated, e.g. binance or binance,okx")
@@ -182,6 +206,7 @@ def parse_flow_line(line: str) -> FlowLine:
         columns=_columns(args.columns),
         panels=parse_panels(args.panels),
         out=args.out,
+        output=output,
         refresh=args.refresh,
         chart=args.chart,
         widget=args.widget,
@@ -203,6 +228,7 @@ def _check_widget(parsed: FlowLine, exchanges: list[str], symbols: list[str]) ->
         "refresh": parsed.refresh,
         "chart": not parsed.chart,
         "dry_run": parsed.dry_run,
+        "output": parsed.output != "pandas",
     }
     bad = [_NOT_WITH_WIDGET[k] for k, v in given.items() if v]
     if bad:

@@ -3,6 +3,7 @@
     %load_ext aperiodic_jupyter
     %flow binance-futures BTC 1h 2024-01..2024-03          # shows the flow panel
     df = %flow binance BTC 1h 2024-01..2024-03             # binds a plain DataFrame
+    df = %flow binance BTC 1m 2024-01 -f polars            # a Polars DataFrame (-f arrow: a pyarrow.Table)
     %flow okx BTC,ETH 15m 7d -o flows                      # binds and shows
     %config Aperiodic.api_key = os.environ["MY_KEY"]       # or: %flow --set-key
 
@@ -27,8 +28,9 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
 from ..core.client import default_client
-from ..core.combine import combine, fetch_all
+from ..core.combine import combine, combine_tables, fetch_all
 from ..core.errors import AperiodicError
+from ..core.output import convert, provenance, with_provenance
 from ..core.query import INTERVALS
 from ..core.settings import settings
 from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
@@ -87,16 +89,15 @@ class FlowMagics(Magics):
             return None
         return None if request.out else value
 
-    def _show(self, request: FlowLine, frames: list[pd.DataFrame], *, assigned: bool) -> Any:
+    def _show(self, request: FlowLine, frames: list[Any], *, assigned: bool) -> Any:
         for line in request.skipped:  # the venues that do not list a symbol; the rest loaded
             print(f"skipped {line}")
-        full = combine(frames, request.skipped) if len(frames) > 1 else frames[0]
-        result = _select(full, request.columns)
+        result, full = _result(request, frames)
         if assigned or not request.chart or request.metric != "flow":
             if request.metric != "flow" and request.chart and not assigned:
                 from .panel import summary_line
 
-                print(summary_line(full) + " (charts are drawn for the flow metric only)")
+                print(summary_line(_rows_and_attrs(full)) + " (charts are drawn for the flow metric only)")
             return self._bind(request, result, show=False, assigned=assigned)
         if request.out:
             self._namespace[request.out] = result
@@ -119,33 +120,75 @@ def _plan(request: FlowLine) -> pd.DataFrame:
     return pd.concat(plans, ignore_index=True)
 
 
-def _fetch(request: FlowLine, *, with_price: bool = False) -> list[pd.DataFrame]:
-    return fetch_all(default_client(request.source), request.queries, refresh=request.refresh, progress=True, with_price=with_price)
+def _fetch(request: FlowLine, *, with_price: bool = False) -> list[Any]:
+    """One frame per query: pandas DataFrames, or for ``-f polars``/``-f arrow`` the
+    core's Arrow tables (provenance in their schema metadata), converted once in
+    :func:`_result`."""
+    output = "pandas" if request.output == "pandas" else "arrow"
+    client = default_client(request.source)
+    return fetch_all(client, request.queries, refresh=request.refresh, progress=True, with_price=with_price, output=output)
 
 
-def _select(df: pd.DataFrame, columns: tuple[str, ...] | None) -> pd.DataFrame:
+def _result(request: FlowLine, frames: list[Any]) -> tuple[Any, Any]:
+    """The frame to bind or return (in the output ``-f`` asked for, with the ``-c``
+    columns) and the whole frame the view draws (pandas, or an Arrow table that
+    :func:`_pandas` converts only if a view is drawn)."""
+    if request.output == "pandas":
+        full = combine(frames, request.skipped) if len(frames) > 1 else frames[0]
+        return _select(full, request.columns), full
+    if len(frames) > 1:
+        table, attrs = combine_tables(frames, request.skipped)
+    else:
+        table, attrs = frames[0], provenance(frames[0])
+    # Polars and Arrow come from the table without a copy; pandas is made for a view only.
+    return convert(_select(table, request.columns), attrs, request.output), with_provenance(table, attrs)
+
+
+def _select(frame: Any, columns: tuple[str, ...] | None) -> Any:
+    """``frame`` (pandas or Arrow) with ``time``, ``symbol`` and the ``-c`` columns."""
     if columns is None:
-        return df
-    keep = [c for c in ("time", "symbol") if c in df.columns] + [c for c in columns if c in df.columns]
-    out = df[keep]
-    out.attrs = dict(df.attrs)
+        return frame
+    names = list(frame.columns) if isinstance(frame, pd.DataFrame) else frame.column_names
+    keep = [c for c in ("time", "symbol") if c in names] + [c for c in columns if c in names]
+    if not isinstance(frame, pd.DataFrame):
+        return frame.select(keep)
+    out = frame[keep]
+    out.attrs = dict(frame.attrs)
     return out
 
 
-def _panels(frames: list[pd.DataFrame], full: pd.DataFrame, panels: tuple[str, ...], namespace: dict[str, Any]) -> Any:
-    """One panel; the venue comparison for several venues; a tab per symbol otherwise."""
+def _pandas(frame: Any) -> pd.DataFrame:
+    """The pandas view of a frame from :func:`_fetch` (the panel, its export and its
+    brush work on pandas): a pandas frame as it is, an Arrow table converted."""
+    return frame if isinstance(frame, pd.DataFrame) else convert(frame, provenance(frame), "pandas")
+
+
+def _rows_and_attrs(frame: Any) -> pd.DataFrame:
+    """What a summary line reads (the row count and the provenance), without converting
+    an Arrow table's columns: a frame of no columns and as many rows."""
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    shell = pd.DataFrame(index=pd.RangeIndex(frame.num_rows))
+    shell.attrs = provenance(frame)
+    return shell
+
+
+def _panels(frames: list[Any], full: Any, panels: tuple[str, ...], namespace: dict[str, Any]) -> Any:
+    """One panel; the venue comparison for several venues; a tab per symbol otherwise.
+    Only what is drawn is converted to pandas (``-f polars``/``-f arrow``)."""
     from .panel import FlowPanel
 
-    if len({f.attrs["query"]["exchange"] for f in frames}) > 1:
-        return FlowPanel(full, panels=panels, namespace=namespace)
-    views = [FlowPanel(f, panels=panels, namespace=namespace) for f in frames]
+    queries = [provenance(f)["query"] for f in frames]
+    if len({q["exchange"] for q in queries}) > 1:
+        return FlowPanel(_pandas(full), panels=panels, namespace=namespace)
+    views = [FlowPanel(_pandas(f), panels=panels, namespace=namespace) for f in frames]
     if len(views) == 1:
         return views[0]
     import ipywidgets as widgets
 
     tabs = widgets.Tab(children=views)
-    for i, f in enumerate(frames):
-        tabs.set_title(i, f.attrs["query"]["symbol"].split("-")[1])
+    for i, q in enumerate(queries):
+        tabs.set_title(i, q["symbol"].split("-")[1])
     return tabs
 
 
@@ -178,7 +221,7 @@ _TARGET_LOADS = frozenset({"BINARY_SUBSCR", "EXTENDED_ARG", "CACHE", "NOP"})
 
 # -- completion --------------------------------------------------------------------------
 
-_SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric", "-p": "--panels"}
+_SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric", "-p": "--panels", "-f": "--frame"}
 _OPTION_VALUES = {**OPTION_VALUES, **{short: OPTION_VALUES[full] for short, full in _SHORT.items()}}
 _MAGIC_LINE = re.compile(r"^\s*(?:[\w, :.\[\]'\"]+=\s*)?%flow\s(.*)$")
 
