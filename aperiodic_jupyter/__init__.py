@@ -52,6 +52,7 @@ from .core.settings import Secret, settings
 from .core.symbols import resolve_symbol
 from .core.trades import read_binance_aggtrades, read_okx_trades
 from .core.venues import EXCHANGES
+from .jupyter.flow_call import flow
 
 if TYPE_CHECKING:
     from .jupyter.explorer import FlowExplorer
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "__version__",
     "get_flow",
+    "flow",
     "get_metrics",
     "get_ohlcv",
     "get_flow_async",

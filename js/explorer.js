@@ -1,7 +1,10 @@
-// The explorer's selector: exchange, symbol, interval, range, timestamp, source, Load.
-// Every field is a synced trait; Load asks the kernel to fetch. The kernel answers
-// through traits (progress, status, error, summary), so a saved notebook still shows
-// the last query and its summary without a kernel.
+// The explorer (FlowExplorer in explorer.py): exchange, symbol, interval, range,
+// timestamp, source, panels, Load and Cancel; progress, status, error and summary; then
+// the chart and export bar of the last load (mountPanel, from js/loader.js, which the
+// kernel puts in front of this file). Every field is a synced trait; Load asks the
+// kernel to fetch. The kernel answers through traits (progress, status, error, summary,
+// the chart), so a saved notebook still shows the last query, its summary and its chart
+// without a kernel.
 
 function field(label, control) {
   const l = document.createElement("label");
@@ -112,7 +115,8 @@ function render({ model, el }) {
   const row2 = document.createElement("div");
   row2.className = "apj-row";
   row2.append(progress, status);
-  el.append(row1, panelRow, row2, error, summary);
+  const chart = document.createElement("div");
+  el.append(row1, panelRow, row2, error, summary, chart);
 
   const bind = (control, name, event = "change") => {
     control.addEventListener(event, () => {
@@ -191,6 +195,7 @@ function render({ model, el }) {
       if (e.key === "Enter") submit();
     });
   }
+  return mountPanel(model, chart, { summary: false });
 }
 
 export default { render };

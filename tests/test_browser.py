@@ -2,7 +2,8 @@
 Playwright, as a user would: pick an exchange and symbol, click Load, wait for the
 chart, brush a range, see it arrive in Python, export CSV, and look at the magic's view;
 flow under price and the venue comparison drawn by the magic, every panel following the
-brush; several venues and a panel choice in the explorer, and its Cancel button.
+brush; several venues and a panel choice in the explorer, and its Cancel button; and a
+notebook saved with its widget state, drawn again from that state alone.
 
 The tests read the Vega views behind the charts (whichever renderer draws them, SVG or
 canvas, the scenegraph is the same): an init script
@@ -16,6 +17,9 @@ Set ``SAVE_SCREENSHOTS=docs`` to refresh the README's screenshots.
 from __future__ import annotations
 
 import base64
+import copy
+import gzip
+import importlib.util
 import json
 import os
 import shutil
@@ -27,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
+import nbformat.sign
 import pytest
 
 from .server import API_KEY, FakeApi
@@ -136,6 +141,9 @@ def lab(tmp_path_factory):
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(base / "config"),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        # The user data dir holds the notebook-signature secret and database (see
+        # _trust); the installed extensions are found under sys.prefix either way.
+        "JUPYTER_DATA_DIR": str(base / "data"),
         "APERIODIC_CACHE_DIR": str(base / "cache"),
     }
     env.pop("APERIODIC_API_KEY", None)
@@ -379,7 +387,7 @@ def test_explorer_load_brush_and_export_in_jupyterlab(lab, browser, tmp_path):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.55, y, steps=8)
     page.mouse.up()
-    page.wait_for_timeout(1500)  # JupyterChart debounces selection updates
+    page.wait_for_timeout(1500)  # the page sends the brush once the drag pauses (js/chart_view.js)
     page.locator(".jp-Cell").nth(0).screenshot(path=str(_screenshot_dir(tmp_path) / "explorer.png"))
 
     # The brushed range arrives in Python.
@@ -594,3 +602,89 @@ def test_explorer_compares_chosen_venues_and_cancels_a_running_load(lab, browser
         assert second.locator(".apj-error").inner_text() == ""
         assert not errors, errors
         page.close()
+
+
+def _notebook_weight():
+    """benchmarks/notebook_weight.py: the saved-notebook weight is measured there and pinned here."""
+    spec = importlib.util.spec_from_file_location("notebook_weight", ROOT / "benchmarks" / "notebook_weight.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def saved_notebook(lab, tmp_path_factory):
+    """Two quickstart charts executed by nbclient, which saves widget state as JupyterLab
+    does with "save widget state" on, signed as JupyterLab signs what it saves (an
+    untrusted notebook shows text/plain only), in the server's folder."""
+    url, root = lab
+    weight = _notebook_weight()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APERIODIC_")}
+    env["APERIODIC_CACHE_DIR"] = str(tmp_path_factory.mktemp("saved-cache"))
+    nb = weight.execute(weight.chart_notebook(2), env)
+    executed = copy.deepcopy(nb)
+    # Two cells left to run by hand: a panel of 600 bars, then its next 10 (a live chart).
+    nb.cells += [
+        nbformat.v4.new_code_cell(
+            "import aperiodic_jupyter as aj\nfrom aperiodic_jupyter.jupyter.panel import FlowPanel\n"
+            "df = aj.get_flow('binance', 'BTC', '1h', '2024-01', source='demo', progress=False)\n"
+            "live = FlowPanel(df.iloc[:600], panels='delta')\nlive"
+        ),
+        nbformat.v4.new_code_cell("live.append(df.iloc[600:610])\nlive.charts, len(live.df)"),
+    ]
+    nbformat.sign.NotebookNotary(data_dir=str(root.parent / "data")).sign(nb)
+    nbformat.write(nb, root / "saved.ipynb")
+    return executed, weight
+
+
+def test_a_saved_notebook_holds_vega_once_and_each_chart_lightly(saved_notebook):
+    nb, weight = saved_notebook
+    first, further = weight.first_and_further(weight.weights(nb, [1, 2]))
+    assert first <= weight.FIRST_TARGET and further <= weight.FURTHER_TARGET, (first, further)
+    # One library model, with the whole Vega bundle, that both charts refer to.
+    state = nb.metadata["widgets"][weight.WIDGET_STATE]["state"]
+    libraries = [k for k, m in state.items() if any(b["path"] == ["code"] for b in m.get("buffers", []))]
+    charts = [m["state"] for m in state.values() if "_vega" in m["state"]]
+    assert len(libraries) == 1 and [c["_vega"] for c in charts] == [f"IPY_MODEL_{libraries[0]}"] * 2
+    (code,) = [b["data"] for b in state[libraries[0]]["buffers"] if b["path"] == ["code"]]
+    assert gzip.decompress(base64.b64decode(code)) == (ROOT / "js" / "vega.bundle.js").read_bytes()
+
+
+def test_a_saved_notebook_draws_from_saved_state_and_a_panel_takes_appended_bars(lab, browser, saved_notebook):
+    """The saved notebook opened again under a new kernel, as after a restart: the charts
+    are drawn from what the file holds, Vega from its one library model, with no cell
+    run and nothing fetched from outside the server. Then, in the same page, a panel's
+    appended bars (what a live chart sends) reach the view already drawn."""
+    url, _root = lab
+    page, errors = _hooked_page(browser, viewport={"width": 1280, "height": 1500})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{url}/lab/workspaces/saved/tree/saved.ipynb?reset")
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    cells = page.locator(".jp-Cell")
+    for i, symbol in ((1, "BTC"), (2, "ETH")):
+        state = _wait_for_view(page, cells.nth(i))
+        assert state["panels"][0]["title"].startswith("Price (quote per base)")
+        assert f"perpetual-{symbol}-USDT:USDT 1h" in cells.nth(i).locator(".apj-summary").inner_text()
+    assert all(r.startswith((url, "blob:", "data:")) for r in requests), [r for r in requests if not r.startswith(url)]
+
+    # The same page, live: a panel drawn, then ten bars appended reach the view it drew.
+    _wait_for_idle_kernel(url, "saved.ipynb")
+    cells.nth(3).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    before = _wait_for_view(page, cells.nth(3))
+    assert [m["items"] for m in _panel(before, "Volume delta per bar")["marks"]] == [600]
+    views = page.evaluate("window.__apjVegaViews.length")
+    cells.nth(4).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Cell')[4].querySelector('.jp-OutputArea-output')?.textContent.includes('(1, 610)')",
+        timeout=30_000,
+    )
+    deadline = time.monotonic() + 15
+    while [m["items"] for m in _panel(_vega_state(page, cells.nth(3)), "Volume delta per bar")["marks"]] != [610]:
+        assert time.monotonic() < deadline, "the appended bars did not reach the view"
+        page.wait_for_timeout(200)
+    assert page.evaluate("window.__apjVegaViews.length") == views  # the same view, not a new chart
+    assert not errors, errors
+    page.close()

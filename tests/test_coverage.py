@@ -156,7 +156,7 @@ def test_magic_partial_range_says_what_it_covers(ip):
     assert result.success
     (panel,) = ip.shown
     assert isinstance(panel, FlowPanel)
-    assert "64 rows · covers 2024-10-29..2024-12-31 only (first capture 2024-10-29)" in panel.header.value
+    assert "64 rows · covers 2024-10-29..2024-12-31 only (first capture 2024-10-29)" in panel.summary
     assert "covers 2024-10-29..2024-12-31 only" in repr(panel)
     assert ETH_NOTE in panel.spec.to_dict()["title"]["subtitle"]
 

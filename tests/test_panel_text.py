@@ -1,4 +1,4 @@
-"""The flow panel's text fallback: what a terminal, a saved notebook or nbconvert shows
+"""The flow panel's text form: what a terminal, a saved notebook or nbconvert shows
 where the widget cannot be drawn. It is the summary line, whole."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ def test_text_plain_is_the_whole_summary_line():
     line = summary_line(df)
     assert len(line) > 110  # longer than ipywidgets' cut of a repr
     assert repr(panel) == line
-    bundle = panel._repr_mimebundle_()
-    assert bundle["text/plain"] == line
-    assert "application/vnd.jupyter.widget-view+json" in bundle  # still a live widget
+    data, _metadata = panel._repr_mimebundle_()
+    assert data["text/plain"] == line
+    assert "application/vnd.jupyter.widget-view+json" in data  # still a live widget
     # What IPython stores in a notebook's output for display(panel).
     data, _ = InteractiveShell.instance().display_formatter.format(panel)
     assert data["text/plain"] == line and "FlowPanel(" not in data["text/plain"]

@@ -346,7 +346,7 @@ def test_the_explorer_text_is_its_query_then_its_summary_line():
     line = summary_line(df)
     assert len(line) > 110  # longer than ipywidgets' cut of a repr
     assert repr(w) == f"FlowExplorer: {line}"
-    bundle = w._repr_mimebundle_()
+    bundle, _ = w._repr_mimebundle_()  # anywidget: (data, metadata)
     assert bundle["text/plain"] == f"FlowExplorer: {line}"
     assert "application/vnd.jupyter.widget-view+json" in bundle  # still a live widget
     data, _ = InteractiveShell.instance().display_formatter.format(w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 
@@ -10,6 +11,7 @@ import pytest
 
 from aperiodic_jupyter import Client
 from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.jupyter.chart_data import unpack
 from aperiodic_jupyter.jupyter.charts import BRUSH, chart_frame, downsample, flow_chart
 from aperiodic_jupyter.jupyter.panel import FlowPanel
 
@@ -77,17 +79,22 @@ def test_aggregation_sums_sums_and_recomputes_ratios(demo):
     assert small["taker_buy_sell_percentage"].iloc[0] == pytest.approx(expected, rel=1e-6)
 
 
+def brush_from_the_page(widget, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+    """What js/chart_view.js writes when the user drags the bottom strip."""
+    widget.set_state({"brush": [lo.value // 10**6, hi.value // 10**6]})
+
+
 def test_panel_summary_brush_and_exports(quarter, tmp_path):
     ns: dict = {}
     panel = FlowPanel(quarter, namespace=ns)
-    assert "2,184 rows" in panel.header.value and "SIMULATED" in panel.header.value
+    assert "2,184 rows" in panel.summary and "SIMULATED" in panel.summary and panel.simulated
     assert panel.brushed is quarter
 
-    # What the browser sends back when the user drags the bottom strip.
     lo, hi = pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-02-02 23:00", tz="UTC")
-    panel._on_brush({"new": type("Sel", (), {"value": {"time": [lo.value // 10**6, hi.value // 10**6]}})()})
+    brush_from_the_page(panel, hi, lo)  # dragged right to left
     assert panel.brush_range == (lo, hi)
-    assert len(panel.brushed) == 48 and panel.exports.has_brush
+    assert len(panel.brushed) == 48
+    brush_from_the_page(panel, lo, hi)
 
     raw, name, mime = panel.export_bytes("parquet")
     assert name == "binance-futures_perpetual-BTC-USDT-USDT_1h_2024-01-01_2024-03-31.parquet"
@@ -108,17 +115,87 @@ def test_panel_summary_brush_and_exports(quarter, tmp_path):
     with pytest.raises(ValueError, match="builtin"):
         panel.to_variable("print")
 
+    panel.set_state({"brush": []})  # a double-click clears the brush
+    assert panel.brush_range is None and panel.brushed is quarter
+
+
+def replies(widget, monkeypatch) -> list:
+    sent: list = []
+    monkeypatch.setattr(widget, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    return sent
+
 
 def test_export_messages_answer_with_binary_buffers(quarter, monkeypatch):
     panel = FlowPanel(quarter, namespace={})
-    sent = []
-    monkeypatch.setattr(panel.exports, "send", lambda content, buffers=None: sent.append((content, buffers)))
-    panel.exports._on_message(None, {"type": "export", "format": "csv", "scope": "full"}, [])
+    sent = replies(panel, monkeypatch)
+    panel._handle_custom_msg({"type": "export", "format": "csv", "scope": "full", "dest": "download"}, [])
     content, buffers = sent[-1]
     assert content["type"] == "file" and content["filename"].endswith(".csv")
     assert isinstance(buffers[0], bytes) and buffers[0].startswith(b"time,")
-    panel.exports._on_message(None, {"type": "export", "format": "csv", "scope": "brush"}, [])
+    panel._handle_custom_msg({"type": "export", "format": "csv", "scope": "brush"}, [])
     assert sent[-1][0] == {"type": "status", "text": "error: nothing is brushed: drag across the bottom strip first"}
+
+
+def test_save_to_file_writes_into_the_kernels_folder_and_never_overwrites(quarter, monkeypatch, tmp_path):
+    # VS Code's webview saves no browser download: the bar writes through the kernel instead.
+    monkeypatch.chdir(tmp_path)
+    panel = FlowPanel(quarter, namespace={})
+    sent = replies(panel, monkeypatch)
+    for _ in range(2):
+        panel._handle_custom_msg({"type": "export", "format": "parquet", "scope": "full", "dest": "file"}, [])
+    stem = "binance-futures_perpetual-BTC-USDT-USDT_1h_2024-01-01_2024-03-31"
+    first, second = tmp_path / f"{stem}.parquet", tmp_path / f"{stem}-1.parquet"
+    assert {p.name for p in tmp_path.iterdir()} == {first.name, second.name}  # no temporary file left
+    assert sent[-1][0] == {"type": "status", "text": f"saved {second} ({second.stat().st_size:,} bytes)"}
+    pd.testing.assert_frame_equal(pd.read_parquet(second), quarter)
+
+
+def test_to_python_without_ipython_puts_the_frame_on_the_widget(quarter, monkeypatch):
+    import aperiodic_jupyter.jupyter.chart_widget as chart_widget
+
+    monkeypatch.setattr(chart_widget, "ipython_namespace", lambda: None)  # as in marimo or a script
+    panel = FlowPanel(quarter)
+    assert panel.has_namespace is False  # the bar shows "to Python", not "to variable"
+    sent = replies(panel, monkeypatch)
+    brush_from_the_page(panel, pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-03-01 09:00", tz="UTC"))
+    panel.set_state({"to_python": {"n": 1, "scope": "brush"}})  # the button, as the page writes it
+    assert len(panel.exported) == 10 and sent[-1][0] == {"type": "status", "text": "10 rows are on .exported"}
+    # A page that still shows "to variable" is answered the same way, never with an error.
+    panel._handle_custom_msg({"type": "variable", "name": "flows", "scope": "full"}, [])
+    assert len(panel.exported) == len(quarter) and sent[-1][0]["text"] == "2,184 rows are on .exported"
+
+
+def test_the_rows_travel_once_packed_and_only_the_fields_drawn(quarter):
+    panel = FlowPanel(quarter, panels="cvd,delta")
+    spec = panel.spec.to_dict()
+    rows = unpack(panel.data_layout, panel.data)["flow"]
+    assert [set(r) for r in rows[:1]] == [{"time", "delta", "dn", "buy"}]  # cvd, delta, and the overview strip
+    assert rows[0] == pytest.approx(spec["datasets"]["flow"][0], rel=1e-6)
+    assert rows[-1]["time"] == spec["datasets"]["flow"][-1]["time"]  # times are exact (float64)
+    sent = json.loads(gzip.decompress(panel.chart_spec))
+    assert "datasets" not in sent and sent["vconcat"] == spec["vconcat"]
+    json_rows = len(json.dumps(spec["datasets"]["flow"]))
+    assert len(panel.data) < json_rows / 4, (len(panel.data), json_rows)
+
+
+def test_append_sends_only_the_changed_rows_and_redraws_when_the_chart_changes(demo):
+    january = demo.get_flow("binance-futures", "BTC", "1h", "2024-01")
+    panel = FlowPanel(january.iloc[:500], panels="cvd,delta")
+    charts = panel.charts
+    last = january.iloc[499:505].copy()
+    last.loc[last.index[0], "volume_delta"] = 123.25  # the open bar, re-published with more trades
+    panel.append(last)
+    assert panel.charts == charts and len(panel.df) == 505  # no new chart: a tail
+    tail = unpack([panel.tail_layout], panel.tail)["flow"]
+    assert len(tail) == 6 and tail[0]["delta"] == 123.25
+    assert panel.tail_layout["from"] == january["time"].iloc[499].value // 10**6
+    # The page's rows (data, then the tail from its first time) are the new chart's rows.
+    base = unpack(panel.data_layout, panel.data)["flow"]
+    page = [r for r in base if r["time"] < panel.tail_layout["from"]] + tail
+    expected = FlowPanel(panel.df, panels="cvd,delta")
+    assert page == unpack(expected.data_layout, expected.data)["flow"]
+    panel.append(january.iloc[505:])  # past a quarter of the chart: drawn anew
+    assert panel.charts == charts + 1 and panel.tail == b"" and len(panel.df) == 744
 
 
 def test_chart_spec_is_strict_json(quarter):

@@ -1,7 +1,8 @@
-"""The explorer widget's model, without a browser (the browser test drives the real UI)."""
+"""The explorer widget's model, without a browser (the browser tests drive the real UI)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 
@@ -11,14 +12,15 @@ import pytest
 import aperiodic_jupyter as aj
 from aperiodic_jupyter import Client, QueryError
 from aperiodic_jupyter.core.cache import MemoryCache
+from aperiodic_jupyter.jupyter.charts import MAX_POINTS
 from aperiodic_jupyter.jupyter.explorer import FlowExplorer
 
 from .server import API_KEY
 
 
 def saved_state(widget) -> dict:
-    """What a notebook saves for the selector."""
-    state = widget.selector.get_state()
+    """What a notebook saves for the explorer (its code aside)."""
+    state = widget.get_state()
     return {k: v for k, v in state.items() if k not in ("_esm", "_css")}
 
 
@@ -30,35 +32,34 @@ def test_prefilled_from_python_and_loaded_from_python():
     assert len(df) == 29 * 6 and w.df is df
     assert w.query.symbol == "perpetual-ETH-USDT:USDT" and w.query.exchange == "okx-perps"
     assert seen == ["query", "df"]
-    s = w.selector
-    assert (s.progress_done, s.progress_total) == (1, 1)
-    assert "SIMULATED" in s.summary and s.simulated and s.status == "loaded"
-    assert w.output.children == (w.panel,)
+    assert (w.progress_done, w.progress_total) == (1, 1)
+    assert "SIMULATED" in w.summary and w.simulated and w.status == "loaded"
+    assert w.panel is w and w.charts == 1 and w.loads == 1  # the chart went to the page with the load
 
 
 def test_the_load_button_fetches_in_a_worker_thread():
     w = FlowExplorer(client=Client("demo", cache_dir=False, memory_cache=MemoryCache()))
     # exactly what js/explorer.js sends on click
-    w.selector._handle_custom_msg(
+    w._handle_custom_msg(
         {"type": "load", "query": {"symbol": "SOL", "interval": "1d", "range_text": "2024-01..2024-06"}}, []
     )
     deadline = time.monotonic() + 60
     while w.df is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert w.df is not None and len(w.df) == 182
-    assert w.selector.symbol == "SOL" and w.selector.loading is False
-    assert w.selector.progress_total == 6
+    assert w.symbol == "SOL" and w.loading is False
+    assert w.progress_total == 6
 
 
 def test_errors_show_inline_in_one_line():
     w = FlowExplorer(range="2024-03..2024-01")
     with pytest.raises(QueryError):
         w.load()
-    assert w.selector.error == "range ends (2024-01-31) before it starts (2024-03-01); write START..END"
-    w.selector.range_text = "2024-01"
-    w.selector.symbol = "NOPE"
+    assert w.error == "range ends (2024-01-31) before it starts (2024-03-01); write START..END"
+    w.range_text = "2024-01"
+    w.symbol = "NOPE"
     w.load(wait=False)
-    assert w.selector.error.startswith("unknown symbol 'NOPE'") and "\n" not in w.selector.error
+    assert w.error.startswith("unknown symbol 'NOPE'") and "\n" not in w.error
 
 
 def test_api_key_is_never_widget_state(api, monkeypatch):
@@ -67,26 +68,31 @@ def test_api_key_is_never_widget_state(api, monkeypatch):
     w = FlowExplorer(source="api", range="2024-01")
     w.load()
     assert w.df.attrs["source"] == "api"
-    state = json.dumps(saved_state(w), default=str)
-    assert API_KEY not in state
-    assert "X-Amz" not in state and "/files/" not in state
-    assert not any("key" in name or "secret" in name for name in w.selector.keys)  # synced trait names
+    state = saved_state(w)
+    text = json.dumps(state, default=str) + gzip.decompress(state["chart_spec"]).decode() + gzip.decompress(state["data"]).hex()
+    assert API_KEY not in text and API_KEY.encode().hex() not in text
+    assert "X-Amz" not in text and "/files/" not in text
+    assert not any("key" in name or "secret" in name for name in w.keys)  # synced trait names
 
 
-def test_saved_state_stays_small_and_holds_no_bars():
+def test_saved_state_holds_the_chart_not_the_frame():
     w = FlowExplorer(interval="1m", range="2024-01")
     w.load()
     state = saved_state(w)
-    assert len(json.dumps(state)) < 20_000
     assert "summary" in state and "44,640 rows" in state["summary"]
+    # The chart's bars (aggregated to at most MAX_POINTS), packed; never the 44,640 rows.
+    (layout,) = [part for part in state["data_layout"] if part["rows"] > 1]
+    assert layout["rows"] <= MAX_POINTS and len(state["data"]) < 150_000
+    small = {k: v for k, v in state.items() if not isinstance(v, bytes)}
+    assert len(json.dumps(small, default=str)) < 20_000
 
 
 def test_brush_reaches_the_explorer():
     w = FlowExplorer(interval="1h", range="2024-01")
     w.load()
     lo, hi = pd.Timestamp("2024-01-10", tz="UTC"), pd.Timestamp("2024-01-10 11:00", tz="UTC")
-    w.panel._on_brush({"new": type("Sel", (), {"value": {"time": [lo.isoformat(), hi.isoformat()]}})()})
-    assert w.brush_range == (lo, hi)
+    w.set_state({"brush": [lo.value // 10**6, hi.value // 10**6]})  # what the page writes on a drag
+    assert w.brush_range == (lo, hi) and w.panel.brush_range == (lo, hi)
     assert len(w.brushed) == 12
 
 
@@ -101,17 +107,16 @@ def test_cancel_stops_a_stalled_load_at_once_and_keeps_nothing_partial(api, make
     while api.inflight == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     started = time.monotonic()
-    w.selector._handle_custom_msg({"type": "cancel"}, [])  # the Cancel button
+    w._handle_custom_msg({"type": "cancel"}, [])  # the Cancel button
     w._thread.join(10)
     assert not w._thread.is_alive() and time.monotonic() - started < 3
-    assert w.selector.status.startswith("cancelled") and w.selector.error == "" and w.df is None
+    assert w.status.startswith("cancelled") and w.error == "" and w.df is None
     assert client.plan(make_query_for(w))["cached"].tolist().count("no") >= 1  # the stalled month is not cached
     assert FetchCancelled.__name__ in aj.__all__
 
 
 def make_query_for(w):
-    s = w.selector
-    return aj.make_query(s.exchange, s.symbol, s.interval, s.range_text)
+    return aj.make_query(w.exchange, w.symbol, w.interval, w.range_text)
 
 
 def test_cancel_stops_a_long_demo_load_between_months():
@@ -121,4 +126,5 @@ def test_cancel_stops_a_long_demo_load_between_months():
     started = time.monotonic()
     w.cancel()
     w._thread.join(10)
-    assert time.monotonic() - started < 3 and w.selector.status.startswith("cancelled") and w.df is None
+    assert time.monotonic() - started < 3 and w.status.startswith("cancelled") and w.df is None
+

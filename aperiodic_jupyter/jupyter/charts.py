@@ -4,8 +4,8 @@
 volume delta, buy vs sell volume, buy share, order-size mix, toxicity, entropy, and the
 price-vs-delta divergence view) on one UTC time axis above an overview strip whose
 brush zooms them all. The
-brush is the ``brush`` selection of the chart (read it back through
-``alt.JupyterChart(...).selections.brush``).
+brush is the chart's ``brush`` selection; the panel widget sends its range back to
+Python (``FlowPanel.brush_range``).
 
 Large frames are aggregated here, in Python, to at most ``max_points`` bars before
 anything is sent to the browser (a year of 1-minute bars is 525,600 rows; Altair refuses
@@ -32,16 +32,17 @@ __all__ = [
     "flow_chart",
     "downsample",
     "chart_frame",
-    "brushed_range",
     "parse_panels",
     "BRUSH",
+    "FLOW_DATASET",
     "MAX_POINTS",
     "PANELS",
     "DEFAULT_PANELS",
 ]
 
 BRUSH = "brush"
-_DATASET = "flow"
+#: The name of the flow chart's rows in the spec's ``datasets`` (one row per bar, in time order).
+FLOW_DATASET = "flow"
 MAX_POINTS = 2500
 # Aggregation steps: every interval the API serves, then weeks.
 _RULES = [(f"{seconds}s", label) for label, seconds in INTERVAL_SECONDS.items()] + [("7D", "1w")]
@@ -331,6 +332,19 @@ _BUILDERS: dict[str, Any] = {
     "entropy": _entropy,
     "divergence": _divergence,
 }
+#: The chart-frame columns each panel reads (its marks and tooltips): only these travel.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "price": tuple(_SHORT_PRICE.values()),
+    "cvd": ("delta", "dn"),
+    "delta": ("delta",),
+    "volumes": ("buy", "sell"),
+    "buy_share": ("buy_pct",),
+    "sizes": tuple(f"{side}_{size}" for side in SIDES for size in SIZES),
+    "toxicity": ("tox",),
+    "entropy": ("ent",),
+    "divergence": ("o", "c", "dn"),
+}
+_OVERVIEW_FIELD = "buy"  # what the overview strip under every chart draws
 
 
 #: One label style per tick step, so an axis never mixes "Tue 02" with "Jan 14" and
@@ -347,6 +361,9 @@ _TIME_AXIS = alt.Axis(
         "seconds": "%H:%M:%S",
         "milliseconds": "%S.%L",
     },
+    # About 90 px per tick on a 720 px panel: room for every label, so dropping
+    # overlapping labels never leaves only the "12:00" ones of a zoomed week.
+    tickCount=8,
     labelOverlap=True,
     labelSeparation=6,  # room between labels, so "Nov 12" and "06:00" never touch
 )
@@ -403,12 +420,14 @@ def flow_chart(
         subtitle.append(f"no price panel: {why}")
         chosen = tuple(p for p in chosen if p not in PRICE_PANELS)
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
+    drawn = {"time", _OVERVIEW_FIELD}.union(*(_FIELDS[p] for p in chosen))
+    data = data[[c for c in data.columns if c in drawn]]
     # JSON has no NaN: pandas writes missing values as null, which Vega skips. The rows
     # live once, in the top-level datasets; panels refer to them by name (Altair deep-
     # copies every panel while composing, and inline rows would be copied each time).
     records = json.loads(data.to_json(orient="records"))
     ctx = _Context(
-        base=alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110),
+        base=alt.Chart(alt.NamedData(name=FLOW_DATASET)).properties(width=width, height=110),
         x=alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS),
         brush=brush,
         tip=alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)"),
@@ -420,10 +439,10 @@ def flow_chart(
     for name in chosen:
         built = _BUILDERS[name](ctx)
         views += built if isinstance(built, list) else [built]
-    chart = alt.vconcat(*views, overview_strip(ctx.base, brush, "time", "buy:Q"), spacing=12)
+    chart = alt.vconcat(*views, overview_strip(ctx.base, brush, "time", f"{_OVERVIEW_FIELD}:Q"), spacing=12)
     return (
         chart.properties(
-            datasets={_DATASET: records},
+            datasets={FLOW_DATASET: records},
             title=alt.TitleParams(
                 heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15
             ),
@@ -432,17 +451,3 @@ def flow_chart(
         .configure_view(stroke=None)
         .configure_axis(labelFontSize=10, titleFontSize=11)
     )
-
-
-def brushed_range(value: dict[str, Any] | None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    """The UTC time range of a brush selection value (``{"time": [lo, hi]}``)."""
-    if not value or "time" not in value or len(value["time"]) != 2:
-        return None
-    lo, hi = (_utc(v) for v in value["time"])
-    return min(lo, hi), max(lo, hi)
-
-
-def _utc(v: Any) -> pd.Timestamp:
-    # Vega sends temporal selections as epoch milliseconds (or ISO text when saved).
-    ts = pd.Timestamp(v, unit="ms") if isinstance(v, (int, float)) else pd.Timestamp(v)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -227,7 +227,9 @@ def venue_chart(
     queries = df.attrs.get("queries") or []
     interval = str(q.get("interval") or (queries[0].get("interval") if queries else "") or _interval_label(facts["bar_seconds"]))
     bases = _bases(facts["symbols"])
-    heading = title or f"{'/'.join(bases) or 'Taker flow'} across {len(venues)} venue{'s' * (len(venues) != 1)} · {interval}"
+    exchanges = list(dict.fromkeys(df["exchange"].astype(str))) if "exchange" in df.columns else venues
+    where = f"on {exchanges[0]}" if len(exchanges) == 1 else f"across {len(exchanges)} venues"
+    heading = title or f"{'/'.join(bases) or 'Taker flow'} {where} · {interval}"
     subtitle = _subtitle(df, data, agg, facts, interval)
     quotes = _quotes(facts["symbols"])
     quote = f"quote, {quotes[0]}" if len(quotes) == 1 else "quote"

@@ -1,15 +1,23 @@
 """``FlowExplorer``: pick exchange, symbol, interval and range, click Load, brush the chart.
 
-The selector is a thin anywidget (JavaScript in ``js/explorer.js``); loading goes
-through the same core as everything else (:class:`~aperiodic_jupyter.Client`), in a
-worker thread, because comm messages are handled only while the kernel is idle and a
+One anywidget (JavaScript in ``js/explorer.js``; the chart part is ``js/chart_view.js``,
+loaded once per page by ``js/loader.js``): the form, progress, status and error line,
+summary, and below them the same chart and export bar as the flow panel
+(:class:`~.chart_widget.ChartWidget`, which it is). Being one widget,
+it works wherever anywidgets do: JupyterLab, Notebook 7, Voila, VS Code, and marimo
+through ``mo.ui.anywidget(FlowExplorer())``.
+
+Loading goes through the same core as everything else (:class:`~aperiodic_jupyter.Client`),
+in a worker thread, because comm messages are handled only while the kernel is idle and a
 fetch can take longer than a front end waits for a reply. Progress, status and errors
-come back through traits. Below the selector sits the same :class:`FlowPanel` the
-magic shows.
+come back through traits. In marimo, a load finishing in a worker thread re-runs the
+cells that use the explorer because the page answers the new chart by writing ``drawn``
+(see :mod:`.chart_widget`).
 
 The API key is never a trait (widget state is saved into notebooks): the API source
-uses the key from ``%config``/``APERIODIC_API_KEY``. Saved state stays small: the query
-fields, a summary line, progress counters; no bar data.
+uses the key from ``%config``/``APERIODIC_API_KEY``. Saved state holds the query fields,
+the summary line, progress counters and the chart of the last load (its rows packed,
+at most ``max_points`` bars: a few hundred kB at most), never the frame itself.
 """
 
 from __future__ import annotations
@@ -17,8 +25,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import anywidget
-import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
@@ -30,18 +36,52 @@ from ..core.query import INTERVALS, TIMESTAMPS, Query
 from ..core.settings import SOURCES
 from ..core.symbols import base_symbols
 from ..core.venues import EXCHANGES, resolve_exchange
-from .panel import FlowPanel, js_path, summary_line
+from .chart_widget import ChartWidget
 from .panel_choice import DEFAULT_PANELS, PANELS, PRICE_PANELS, parse_panels
-from .text_fallback import TextFallback
+from .vega_library import esm
 
-__all__ = ["FlowExplorer", "FlowSelector"]
+__all__ = ["FlowExplorer"]
 
 
-class FlowSelector(anywidget.AnyWidget):
-    """The form: every field a synced trait, Load a custom message."""
+def _venues(text: str) -> list[str]:
+    """Canonical venue names from ``"okx"`` or ``"binance,okx"`` (raises on a bad one)."""
+    return list(dict.fromkeys(resolve_exchange(v) for v in str(text).split(",") if v.strip()))
 
-    _esm = js_path("explorer.js")
-    _css = js_path("styles.css")
+
+def _symbol_options(text: str) -> list[str]:
+    """Bases listed on any of the chosen venues, for the symbol field's suggestions."""
+    try:
+        return sorted({b for v in _venues(text) for b in base_symbols(v)})
+    except AperiodicError:
+        return []
+
+
+class FlowExplorer(ChartWidget):
+    """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
+    or from the magic (``%flow ... --widget``).
+
+    Several venues (``exchange="binance,okx"``) or symbols (``symbol="BTC,ETH"``) load
+    into one tidy frame with ``exchange`` and ``symbol`` columns, shown as the comparison
+    view.
+
+    Every form field is a synced trait (``exchange``, ``symbol``, ``interval``,
+    ``range_text``, ``timestamp``, ``source``, ``panels``), as are ``loading``,
+    ``progress_done``/``progress_total``/``progress_cached``, ``status``, ``error`` and
+    ``summary``.
+
+    Attributes:
+        query: the last loaded :class:`~aperiodic_jupyter.Query` (observable); the
+            first of ``queries`` when several venues or symbols were loaded.
+        queries: every query of the last load.
+        df: the last loaded frame (observable).
+        brush_range: ``(start, end)`` UTC timestamps of the brush, or ``None``.
+        brushed: the rows inside the brush (the whole frame when nothing is brushed).
+        panel: the part that draws the chart and its exports: the explorer itself once
+            something is loaded (``panel.brushed``, ``panel.export_bytes(...)``), else
+            ``None``.
+    """
+
+    _esm = esm("loader.js", "explorer.js")
 
     exchanges = traitlets.List(list(EXCHANGES)).tag(sync=True)
     intervals = traitlets.List(list(INTERVALS)).tag(sync=True)
@@ -64,47 +104,10 @@ class FlowSelector(anywidget.AnyWidget):
     progress_cached = traitlets.Int(0).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
-    summary = traitlets.Unicode("").tag(sync=True)
-    simulated = traitlets.Bool(False).tag(sync=True)
-
-    @traitlets.observe("exchange")
-    def _exchange_changed(self, change: dict[str, Any]) -> None:
-        self.symbol_options = _symbol_options(change["new"])
-
-
-def _venues(text: str) -> list[str]:
-    """Canonical venue names from ``"okx"`` or ``"binance,okx"`` (raises on a bad one)."""
-    return list(dict.fromkeys(resolve_exchange(v) for v in str(text).split(",") if v.strip()))
-
-
-def _symbol_options(text: str) -> list[str]:
-    """Bases listed on any of the chosen venues, for the symbol field's suggestions."""
-    try:
-        return sorted({b for v in _venues(text) for b in base_symbols(v)})
-    except AperiodicError:
-        return []
-
-
-class FlowExplorer(TextFallback, widgets.VBox):
-    """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
-    or from the magic (``%flow ... --widget``).
-
-    Several venues (``exchange="binance,okx"``) or symbols (``symbol="BTC,ETH"``) load
-    into one tidy frame with ``exchange`` and ``symbol`` columns, shown as the venue
-    comparison view when there are several venues.
-
-    Attributes:
-        query: the last loaded :class:`~aperiodic_jupyter.Query` (observable); the
-            first of ``queries`` when several venues or symbols were loaded.
-        queries: every query of the last load.
-        df: the last loaded frame (observable).
-        panel: the :class:`FlowPanel` showing it; ``panel.brush_range`` and
-            ``panel.brushed`` give the brushed time range and rows.
-    """
+    #: The number of finished loads (a marimo cell can read ``explorer.value["loads"]``).
+    loads = traitlets.Int(0).tag(sync=True)
 
     query = traitlets.Instance(Query, allow_none=True)
-    df = traitlets.Instance(pd.DataFrame, allow_none=True)
-    brush_range = traitlets.Any(None, read_only=True)
 
     def __init__(
         self,
@@ -120,7 +123,7 @@ class FlowExplorer(TextFallback, widgets.VBox):
         **kwargs: Any,
     ) -> None:
         exchange = ",".join(_venues(exchange))  # "okx" must select the okx-perps option
-        self.selector = FlowSelector(
+        super().__init__(
             exchange=exchange,
             symbol=symbol,
             interval=interval,
@@ -128,25 +131,29 @@ class FlowExplorer(TextFallback, widgets.VBox):
             timestamp=timestamp,
             source=source,
             panels=list(parse_panels(panels)),
+            symbol_options=_symbol_options(exchange),
+            show_summary=False,  # the form shows the summary
+            **kwargs,
         )
-        self.selector.symbol_options = _symbol_options(exchange)
-        self.output = widgets.Box(layout=widgets.Layout(flex_flow="column"))
-        self.panel: FlowPanel | None = None
         self.queries: list[Query] = []
         self._client = client
         self._thread: threading.Thread | None = None
-        super().__init__(children=[self.selector, self.output], **kwargs)
-        self.selector.on_msg(self._on_message)
 
     def __repr__(self) -> str:
-        # What a terminal, a saved notebook's text fallback or nbconvert shows instead of
-        # ipywidgets' "FlowExplorer(children=...)": the summary line once loaded.
-        s: FlowSelector | None = getattr(self, "selector", None)  # None while __init__ runs
-        if s is None:
-            return "FlowExplorer"
-        if s.summary:
-            return f"FlowExplorer: {s.summary}"
-        return f"FlowExplorer: {s.exchange} {s.symbol} {s.interval} {s.range_text}, not loaded"
+        # What a terminal, a saved notebook's text form or nbconvert shows.
+        if self.summary:
+            return f"FlowExplorer: {self.summary}"
+        return f"FlowExplorer: {self.exchange} {self.symbol} {self.interval} {self.range_text}, not loaded"
+
+    @property
+    def selector(self) -> FlowExplorer:
+        """The form's traits: the explorer itself (it is one widget). Kept for code
+        written for the two-widget explorer (``w.selector.symbol = "SOL"``)."""
+        return self
+
+    @property
+    def panel(self) -> FlowExplorer | None:
+        return self if self.df is not None else None
 
     @classmethod
     def from_query(cls, query: Query, *, source: str = "auto", panels: tuple[str, ...] | None = None) -> FlowExplorer:
@@ -155,43 +162,50 @@ class FlowExplorer(TextFallback, widgets.VBox):
 
     # -- loading -----------------------------------------------------------------------
 
-    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+    @traitlets.observe("exchange")
+    def _exchange_changed(self, change: dict[str, Any]) -> None:
+        self.symbol_options = _symbol_options(change["new"])
+
+    def _on_message(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         if content.get("type") == "cancel":
             self.cancel()
         elif content.get("type") == "load":
             fields = content.get("query") or {}
-            with self.selector.hold_sync():
+            with self.hold_sync():
                 for name in ("exchange", "symbol", "interval", "range_text", "timestamp", "source"):
                     if name in fields:
-                        setattr(self.selector, name, str(fields[name]))
+                        setattr(self, name, str(fields[name]))
                 if isinstance(fields.get("panels"), list):
-                    self.selector.panels = [str(p) for p in fields["panels"]]
+                    self.panels = [str(p) for p in fields["panels"]]
             self.load(wait=False)
+        else:
+            super()._on_message(widget, content, buffers)
 
     def load(self, *, wait: bool = True) -> pd.DataFrame | None:
         """Fetch the selected query. From Python this waits and returns the frame; the
         Load button runs it in the background."""
-        s = self.selector
         if self._thread is not None and self._thread.is_alive():
-            s.error = "a load is already running"
+            self.error = "a load is already running"
             return None
         try:
-            symbols = [x.strip() for x in s.symbol.split(",") if x.strip()] or [s.symbol]
-            queries, skipped = plan_queries(_venues(s.exchange) or [s.exchange], symbols, s.interval, s.range_text, timestamp=s.timestamp)
-            panels = parse_panels(s.panels)
+            symbols = [x.strip() for x in self.symbol.split(",") if x.strip()] or [self.symbol]
+            queries, skipped = plan_queries(
+                _venues(self.exchange) or [self.exchange], symbols, self.interval, self.range_text, timestamp=self.timestamp
+            )
+            panels = parse_panels(self.panels)
         except AperiodicError as exc:
-            s.error = str(exc)
-            s.status = ""
+            self.error = str(exc)
+            self.status = ""
             if wait:
                 raise
             return None
-        with s.hold_sync():
-            s.error = ""
+        with self.hold_sync():
+            self.error = ""
             q = queries[0]
             what = q.symbol if len(queries) == 1 else f"{len(queries)} venues and symbols"
-            s.status = f"loading {what} {q.interval} {q.start}..{q.end}"
-            s.loading = True
-            s.progress_done = s.progress_total = s.progress_cached = 0
+            self.status = f"loading {what} {q.interval} {q.start}..{q.end}"
+            self.loading = True
+            self.progress_done = self.progress_total = self.progress_cached = 0
         result: dict[str, Any] = {}
         self._thread = threading.Thread(
             target=self._fetch, args=(queries, skipped, panels, result), name="aperiodic-explorer", daemon=True
@@ -209,54 +223,40 @@ class FlowExplorer(TextFallback, widgets.VBox):
         of a second, months already finished stay cached, nothing partial is kept."""
         if self._thread is None or not self._thread.is_alive():
             return
-        self.selector.status = "cancelling"
-        (self._client or default_client(self.selector.source)).source.cancel()
+        self.status = "cancelling"
+        (self._client or default_client(self.source)).source.cancel()
 
     def _progress(self, p: Progress) -> None:
-        with self.selector.hold_sync():
-            self.selector.progress_total = p.total
-            self.selector.progress_done = p.done
-            self.selector.progress_cached = p.cached
+        with self.hold_sync():
+            self.progress_total = p.total
+            self.progress_done = p.done
+            self.progress_cached = p.cached
 
     def _fetch(self, queries: list[Query], skipped: list[str], panels: tuple[str, ...], result: dict[str, Any]) -> None:
-        s = self.selector
         try:
-            client = self._client or default_client(s.source)
+            client = self._client or default_client(self.source)
             # Price comes along when a price panel is drawn; a price failure keeps the flow.
             frames = fetch_all(client, queries, progress=self._progress, with_price=bool(PRICE_PANELS & set(panels)))
             df = combine(frames, skipped) if len(frames) > 1 else frames[0]
-            panel = FlowPanel(df, panels=panels, show_summary=False)  # the selector shows the summary
-            panel.observe(self._on_brush, ["brush_range"])
-            self.panel = panel
-            self.output.children = [panel]
-            with s.hold_sync():
-                s.summary = summary_line(df)
-                s.simulated = bool(df.attrs.get("simulated"))
-                s.status = "loaded"
+            self._draw(df, panels)
+            with self.hold_sync():
+                self.status = "loaded"
+                self.loads += 1
                 # Before df is set: whoever watches df sees a finished load.
-                s.loading = False
-            self.set_trait("brush_range", None)
+                self.loading = False
             self.queries = list(queries)
             self.query = queries[0]
             self.df = df
         except FetchCancelled as exc:
             result["error"] = exc
-            s.status = "cancelled: months finished before it are cached"
+            self.status = "cancelled: months finished before it are cached"
         except AperiodicError as exc:
             result["error"] = exc
-            s.error = str(exc)
-            s.status = ""
+            self.error = str(exc)
+            self.status = ""
         except Exception as exc:  # shown inline: a widget callback has nowhere else to go
             result["error"] = exc
-            s.error = f"unexpected error: {type(exc).__name__}: {exc}"
-            s.status = ""
+            self.error = f"unexpected error: {type(exc).__name__}: {exc}"
+            self.status = ""
         finally:
-            s.loading = False
-
-    def _on_brush(self, change: dict[str, Any]) -> None:
-        self.set_trait("brush_range", change["new"])
-
-    @property
-    def brushed(self) -> pd.DataFrame | None:
-        """Rows inside the brush, or the whole frame when nothing is brushed."""
-        return self.panel.brushed if self.panel is not None else None
+            self.loading = False

@@ -2,20 +2,25 @@
 
 ``%flow … -o NAME`` and the export bar's "to variable" both write into the kernel's
 namespace; a name like ``print``, ``get_ipython`` or ``__builtins__`` would break every
-later cell, so such names are refused in one line.
+later cell, so such names are refused in one line. Where no IPython runs (marimo, a
+script) there is no such namespace: :func:`ipython_namespace` says so.
 """
 
 from __future__ import annotations
 
 import builtins
 import keyword
+import sys
+from typing import Any
 
 from ..core.errors import QueryError
 
-__all__ = ["check_variable_name"]
+__all__ = ["check_variable_name", "ipython_namespace"]
 
 #: Names IPython itself keeps in the user namespace (history, output cache, helpers).
-_IPYTHON_NAMES = frozenset({"get_ipython", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh"})
+_IPYTHON_NAMES = frozenset(
+    {"get_ipython", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh"}
+)
 
 
 def check_variable_name(name: str) -> str:
@@ -29,3 +34,10 @@ def check_variable_name(name: str) -> str:
     if hasattr(builtins, name):
         raise QueryError(f"{name!r} is a Python builtin and binding it would hide it; pick another, e.g. flows")
     return name
+
+
+def ipython_namespace() -> dict[str, Any] | None:
+    """IPython's user namespace, or ``None`` where no IPython runs (marimo, scripts)."""
+    ipython = sys.modules.get("IPython")  # never imported: no IPython is running
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "user_ns", None)
