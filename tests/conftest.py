@@ -73,6 +73,21 @@ def make_client(tmp_path):
         client.close()
 
 
+# -- two workers (pytest-xdist, addopts in pyproject.toml) ----------------------------------
+
+#: Modules whose tests share nothing costly: each test may run on either worker. Every
+#: other module stays on one worker, so its module-scoped server, browser or kernel
+#: starts once.
+SPREAD = {"test_tutorials", "test_readme_commands", "test_quality", "test_benchmarks_smoke", "test_views", "test_compare_chart"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        if module not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
 # -- CI guards: a run that skipped tests or ran almost none must not pass -----------------
 
 MIN_TESTS_IN_CI = 180
