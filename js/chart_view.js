@@ -5,7 +5,8 @@
 //
 // What the kernel sends (chart_widget.py): `chart_spec`, a Vega-Lite spec without its
 // rows, as gzip'd JSON; `data` + `data_layout`, the rows as gzip'd binary columns (chart_data.py);
-// `tail` + `tail_layout`, rows that replace the chart's rows from a time on (append).
+// `tail` + `tail_layout`, rows that replace the chart's rows from a time on (append; a
+// live chart's tail also drops the rows before its window, `keep`).
 // What the page sends back: `brush` ([start, end] in epoch ms, [] when cleared), `drawn`
 // (the chart number it has drawn: marimo re-runs dependent cells when the page writes a
 // trait), `to_python`, and messages for exports.
@@ -47,10 +48,18 @@ async function unpackRows(layout, packed, { bytesOf, gunzip }) {
 }
 
 // The rows from `tail.from` on are the tail's: a live chart's last bars, replaced or added.
+// A live chart's tail may also say `keep`: rows before it have left the chart's window.
+function outsideTail(layout) {
+  const { field } = layout;
+  const keep = layout.keep ?? -Infinity;
+  return (row) => row[field] >= layout.from || row[field] < keep;
+}
+
 function withTail(datasets, tailLayout, tailRows) {
   if (!tailLayout || !tailLayout.dataset) return datasets;
-  const { dataset, field } = tailLayout;
-  const kept = (datasets[dataset] || []).filter((row) => row[field] < tailLayout.from);
+  const { dataset } = tailLayout;
+  const gone = outsideTail(tailLayout);
+  const kept = (datasets[dataset] || []).filter((row) => !gone(row));
   return { ...datasets, [dataset]: kept.concat(tailRows[dataset] || []) };
 }
 
@@ -233,9 +242,9 @@ export function renderPanel(model, el, options) {
     const layout = model.get("tail_layout");
     if (!embedded || !layout.columns) return; // a full draw is on its way, and reads the tail
     const tail = await unpackRows([layout], model.get("tail"), options);
-    const { dataset, field } = layout;
+    const { dataset } = layout;
     const view = embedded.view;
-    view.change(dataset, view.changeset().remove((row) => row[field] >= layout.from).insert(tail[dataset] || []));
+    view.change(dataset, view.changeset().remove(outsideTail(layout)).insert(tail[dataset] || []));
     await view.runAsync();
   };
   const enqueue = (job) => {

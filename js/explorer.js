@@ -1,5 +1,6 @@
 // The explorer (FlowExplorer in explorer.py): exchange, symbol, interval, range,
-// timestamp, source, panels, Load and Cancel; progress, status, error and summary; then
+// timestamp, source, panels, the Live toggle, Load, Cancel and Stop; progress, status
+// (a live view's state line), error and summary; then
 // the chart and export bar of the last load (mountPanel, from js/loader.js, which the
 // kernel puts in front of this file). Every field is a synced trait; Load asks the
 // kernel to fetch. The kernel answers through traits (progress, status, error, summary,
@@ -64,6 +65,20 @@ function render({ model, el }) {
   cancel.textContent = "Cancel";
   cancel.style.display = "none";
   cancel.addEventListener("click", () => model.send({ type: "cancel" }));
+  // Live: Load follows the market (history, then each bar) instead of fetching the range.
+  const live = document.createElement("input");
+  live.type = "checkbox";
+  live.className = "apj-live-toggle";
+  live.title = "Follow the market: recent history, then each new bar as it is published";
+  const stop = document.createElement("button");
+  stop.className = "apj-btn apj-stop";
+  stop.textContent = "Stop";
+  stop.title = "Stop following the market: the chart keeps the bars received";
+  stop.style.display = "none";
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    model.send({ type: "stop" });
+  });
 
   const progress = document.createElement("progress");
   progress.className = "apj-progress";
@@ -82,10 +97,12 @@ function render({ model, el }) {
     list,
     field("interval", interval),
     field("range (UTC)", range),
+    field("live", live),
     field("timestamp", timestamp),
     field("source", source),
     load,
     cancel,
+    stop,
   );
   // Panels: one checkbox each, in drawing order; the kernel validates the choice.
   const panelRow = document.createElement("div");
@@ -155,8 +172,13 @@ function render({ model, el }) {
     progress.value = done;
     progress.style.visibility = total ? "visible" : "hidden";
     const loading = model.get("loading");
-    load.disabled = loading;
-    cancel.style.display = loading ? "" : "none";
+    const following = model.get("live_running");
+    load.disabled = loading || following;
+    cancel.style.display = loading && !following ? "" : "none";
+    stop.style.display = following ? "" : "none";
+    stop.disabled = false;
+    live.checked = model.get("live");
+    range.disabled = model.get("live");
     const months = total ? `${done} of ${total} months` + (cached ? ` (${cached} from cache)` : "") : "";
     status.textContent = [model.get("status"), months].filter(Boolean).join(" · ");
   };
@@ -169,7 +191,11 @@ function render({ model, el }) {
   showProgress();
   showText();
   model.on("change:symbol_options", fillSymbols);
-  for (const name of ["progress_total", "progress_done", "progress_cached", "status", "loading"]) {
+  live.addEventListener("change", () => {
+    model.set("live", live.checked);
+    model.save_changes();
+  });
+  for (const name of ["progress_total", "progress_done", "progress_cached", "status", "loading", "live", "live_running"]) {
     model.on(`change:${name}`, showProgress);
   }
   for (const name of ["error", "summary", "simulated"]) model.on(`change:${name}`, showText);
@@ -186,6 +212,7 @@ function render({ model, el }) {
         timestamp: timestamp.value,
         source: source.value,
         panels: boxes.filter((b) => b.checked).map((b) => b.value),
+        live: live.checked,
       },
     });
   };

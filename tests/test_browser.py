@@ -688,3 +688,35 @@ def test_a_saved_notebook_draws_from_saved_state_and_a_panel_takes_appended_bars
     assert page.evaluate("window.__apjVegaViews.length") == views  # the same view, not a new chart
     assert not errors, errors
     page.close()
+
+
+def test_a_live_chart_gains_marks_while_watched_and_stop_stops_it(lab, browser):
+    """``%flow … live`` on the simulated feed (a 1m bar every 0.1 s): the chart drawn once
+    gains bars in the same Vega view, the state line follows, and Stop stops it."""
+    url, root = lab
+    _write_notebook(root, "live.ipynb", "%load_ext aperiodic_jupyter", "p = %flow binance LINK 1m live --speed 600 --history 30 -p delta")
+    page, errors = _hooked_page(browser, viewport={"width": 1280, "height": 1200})
+    _open_and_run_all(page, url, "live.ipynb")
+    cell = page.locator(".jp-Cell").nth(1)
+    bars = lambda: [m["items"] for m in _panel(_vega_state(page, cell), "Volume delta per bar")["marks"]][0]  # noqa: E731
+    _wait_for_view(page, cell)
+    views = page.evaluate("window.__apjVegaViews.length")
+    first = bars()
+    state = cell.locator(".apj-live-state")
+    assert cell.locator(".apj-live-label").inner_text() == "SIMULATED demo feed"
+    deadline = time.monotonic() + 15
+    while bars() < first + 20:  # two seconds of the sped-up feed
+        assert time.monotonic() < deadline, f"the live chart did not gain bars: {first} → {bars()}; state {state.inner_text()!r}"
+        page.wait_for_timeout(200)
+    assert state.inner_text().startswith("live (simulated ×600) · last bar ")
+    assert page.evaluate("window.__apjVegaViews.length") == views  # the same view: bars appended, nothing redrawn
+
+    cell.locator("button.apj-stop").click()
+    page.wait_for_function("(el) => el.textContent === 'stopped'", arg=state.element_handle(), timeout=15_000)
+    assert cell.locator("button.apj-stop").is_disabled()
+    page.wait_for_timeout(300)  # an update already on its way lands
+    stopped = bars()
+    page.wait_for_timeout(1000)
+    assert bars() == stopped > first + 20
+    assert not errors, errors
+    page.close()

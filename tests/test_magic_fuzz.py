@@ -9,6 +9,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import aperiodic_jupyter.jupyter.magic as magic_module
+from aperiodic_jupyter.jupyter.live_cells import stop_all_panels
 
 # Pieces users type, right and wrong, and junk: quotes, unicode, long and empty tokens.
 WORDS = [
@@ -87,6 +88,12 @@ WORDS = [
     "price,cvd",
     "candles",
     "all",
+    "live",
+    "--live",
+    "--history",
+    "6h",
+    "--speed",
+    "600",
 ]
 
 
@@ -109,6 +116,7 @@ def ip(monkeypatch):
     monkeypatch.setattr(magic_module, "display", lambda obj: None)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "")
     yield shell
+    stop_all_panels()  # a generated line may have been a valid live one
 
 
 def _tiny(query):

@@ -128,3 +128,77 @@ def test_cancel_stops_a_long_demo_load_between_months():
     w._thread.join(10)
     assert time.monotonic() - started < 3 and w.status.startswith("cancelled") and w.df is None
 
+
+
+# -- the Live toggle ------------------------------------------------------------------------
+
+
+def live_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("aperiodic-live")]
+
+
+def test_the_live_toggle_follows_the_market_and_stop_ends_it():
+    # As the page does it: Live ticked, Load clicked (the simulated feed, sped up).
+    w = FlowExplorer("binance", "LINK", "1m", panels="delta,cvd", history=20, speed=600)
+    w._handle_custom_msg({"type": "load", "query": {"symbol": "LINK", "interval": "1m", "live": True}}, [])
+    assert w.live and w.live_running
+    deadline = time.monotonic() + 30
+    while (w.df is None or len(w.df) < 40) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(w.df) >= 40 and w.loads == 1 and not w.loading and w.charts == 1  # later bars came as tails
+    assert w.status.startswith("live (simulated ×600) · last bar ") and w.error == ""
+    assert "SIMULATED" in w.summary and w.query.symbol == "perpetual-LINK-USDT:USDT"
+    assert w.tail_layout["rows"] >= 1 and "keep" in w.tail_layout
+    w._handle_custom_msg({"type": "stop"}, [])  # the Stop button
+    assert not w.live_running and w.status == "stopped" and live_threads() == []
+    held = len(w.df)
+    time.sleep(0.3)
+    assert len(w.df) == held  # nothing more comes; the bars stay, and export works on them
+    assert w.export_bytes("csv")[0].count(b"\n") == held + 1
+
+
+def test_live_from_python_waits_for_the_history_and_unticking_live_stops_it():
+    w = FlowExplorer("okx", "LINK", "1m", live=True, history=15, speed=600, panels="delta")
+    df = w.load()
+    assert df is w.df and len(df) >= 15 and w.live_running
+    w.live = False  # the toggle unticked on the page
+    assert not w.live_running and live_threads() == []
+    # Unticked, Load fetches the range again.
+    w.range_text = "2024-01-01"
+    assert len(w.load()) == 24 * 60 and not w.live_running
+
+
+def test_live_errors_are_one_line_inline():
+    w = FlowExplorer("binance", "BTC", "1m", live=True, source="preview")
+    w.load(wait=False)
+    assert w.error.startswith("the Aperiodic preview serves files only, not the live stream") and not w.live_running
+    w.source, w.timestamp = "demo", "true"
+    w.load(wait=False)
+    assert w.error == "live follows the stream's exchange-time bars: set timestamp to exchange"
+
+
+def test_the_magic_opens_the_explorer_with_live_ticked(ip):
+    ip.run_cell("%flow binance LINK 1m live --widget --speed 600 --history 10 -o w")
+    w = ip.user_ns["w"]
+    assert isinstance(w, FlowExplorer) and w.live and not w.live_running and ip.shown == [w]  # ticked, not started
+    assert len(w.load()) >= 10 and w.live_running
+    w.stop()
+    assert live_threads() == []
+
+
+def test_running_the_explorers_cell_again_stops_what_it_followed(ip):
+    cell = (
+        "from aperiodic_jupyter import FlowExplorer\n"
+        "w = FlowExplorer('binance', 'LINK', '1m', live=True, history=10, speed=600, panels='delta')\n"
+        "w.load()"
+    )
+    ip.run_cell(cell)
+    first = ip.user_ns["w"]
+    assert first.live_running
+    ip.run_cell(cell)
+    second = ip.user_ns["w"]
+    assert not first.live_running and first.status == "stopped" and second.live_running
+    second.stop()
+    assert live_threads() == []

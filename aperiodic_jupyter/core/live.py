@@ -356,12 +356,15 @@ class LiveFlow:
         return self._mailbox.overflow
 
     def status(self) -> str:
-        """:attr:`state`, with how long ago the last live bar arrived when live
-        (``live · last bar 12:03:00 UTC · 2 s ago``)."""
+        """:attr:`state`, with how long ago the last live bar arrived when live, right
+        after that bar (``live · last bar 12:03:00 UTC · 2 s ago · gap filled ...``)."""
         state = self.state
-        if self._received_at is not None and state.startswith("live"):
-            state += f" · {time.monotonic() - self._received_at:.0f} s ago"
-        return state
+        if self._received_at is None or not state.startswith("live"):
+            return state
+        parts = state.split(" · ")
+        at = next((i + 1 for i, part in enumerate(parts) if part.startswith("last bar ")), len(parts))
+        parts.insert(at, f"{time.monotonic() - self._received_at:.0f} s ago")
+        return " · ".join(parts)
 
     # -- the bounded live frame ----------------------------------------------------------------
 

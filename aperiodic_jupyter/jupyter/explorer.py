@@ -14,6 +14,11 @@ come back through traits. In marimo, a load finishing in a worker thread re-runs
 cells that use the explorer because the page answers the new chart by writing ``drawn``
 (see :mod:`.chart_widget`).
 
+With **Live** ticked, Load follows the market instead of fetching the range: recent
+history, then each bar as it is published, the state line in the status, and a Stop
+button (:class:`~.live_panel.LiveChart` does the chart's part, as for ``%flow … live``;
+re-running the cell that made the explorer, or the kernel's interrupt, stops it too).
+
 The API key is never a trait (widget state is saved into notebooks): the API source
 uses the key from ``%config``/``APERIODIC_API_KEY``. Saved state holds the query fields,
 the summary line, progress counters and the chart of the last load (its rows packed,
@@ -23,6 +28,8 @@ at most ``max_points`` bars: a few hundred kB at most), never the frame itself.
 from __future__ import annotations
 
 import threading
+import time
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -30,13 +37,15 @@ import traitlets
 
 from ..core.client import Client, default_client
 from ..core.combine import combine, fetch_all, plan_queries
-from ..core.errors import AperiodicError, FetchCancelled
+from ..core.errors import AperiodicError, FetchCancelled, QueryError
+from ..core.live import LiveFlow, stream_flow
 from ..core.progress import Progress
 from ..core.query import INTERVALS, TIMESTAMPS, Query
 from ..core.settings import SOURCES
 from ..core.symbols import base_symbols
 from ..core.venues import EXCHANGES, resolve_exchange
-from .chart_widget import ChartWidget
+from . import live_cells
+from .live_panel import LiveChart, LiveUpdater
 from .panel_choice import DEFAULT_PANELS, PANELS, PRICE_PANELS, parse_panels
 from .vega_library import esm
 
@@ -56,7 +65,7 @@ def _symbol_options(text: str) -> list[str]:
         return []
 
 
-class FlowExplorer(ChartWidget):
+class FlowExplorer(LiveChart):
     """The explorer. Prefill it from Python (``FlowExplorer(symbol="ETH", interval="15m")``)
     or from the magic (``%flow ... --widget``).
 
@@ -67,7 +76,12 @@ class FlowExplorer(ChartWidget):
     Every form field is a synced trait (``exchange``, ``symbol``, ``interval``,
     ``range_text``, ``timestamp``, ``source``, ``panels``), as are ``loading``,
     ``progress_done``/``progress_total``/``progress_cached``, ``status``, ``error`` and
-    ``summary``.
+    ``summary``; ``live`` (the Live toggle) and ``live_running`` (following now).
+
+    ``live=True`` (or the Live toggle) makes Load follow the market: ``history`` (bars or a
+    ``timedelta``; default ``%config Aperiodic.live_history``) first, then each bar; the
+    range is not used. ``speed`` runs the simulated demo feed faster (600: a 1m bar
+    every 0.1 s). :meth:`stop` (the Stop button) ends it.
 
     Attributes:
         query: the last loaded :class:`~aperiodic_jupyter.Query` (observable); the
@@ -106,6 +120,10 @@ class FlowExplorer(ChartWidget):
     error = traitlets.Unicode("").tag(sync=True)
     #: The number of finished loads (a marimo cell can read ``explorer.value["loads"]``).
     loads = traitlets.Int(0).tag(sync=True)
+    #: The Live toggle: Load follows the market instead of fetching the range.
+    live = traitlets.Bool(False).tag(sync=True)
+    #: Following the market now (the page shows Stop).
+    live_running = traitlets.Bool(False).tag(sync=True)
 
     query = traitlets.Instance(Query, allow_none=True)
 
@@ -120,6 +138,9 @@ class FlowExplorer(ChartWidget):
         source: str = "auto",
         panels: str | list[str] | tuple[str, ...] | None = None,
         client: Client | None = None,
+        live: bool = False,
+        history: int | timedelta | None = None,
+        speed: float = 1.0,
         **kwargs: Any,
     ) -> None:
         exchange = ",".join(_venues(exchange))  # "okx" must select the okx-perps option
@@ -133,11 +154,16 @@ class FlowExplorer(ChartWidget):
             panels=list(parse_panels(panels)),
             symbol_options=_symbol_options(exchange),
             show_summary=False,  # the form shows the summary
+            live=live,
             **kwargs,
         )
         self.queries: list[Query] = []
         self._client = client
         self._thread: threading.Thread | None = None
+        self.flow: LiveFlow | None = None  # the live flow followed last
+        self._history, self._speed = history, speed
+        self._updater: LiveUpdater | None = None
+        self._cell = live_cells.cell_key()  # re-running the cell that made it stops it
 
     def __repr__(self) -> str:
         # What a terminal, a saved notebook's text form or nbconvert shows.
@@ -156,9 +182,14 @@ class FlowExplorer(ChartWidget):
         return self if self.df is not None else None
 
     @classmethod
-    def from_query(cls, query: Query, *, source: str = "auto", panels: tuple[str, ...] | None = None) -> FlowExplorer:
+    def from_query(
+        cls, query: Query, *, source: str = "auto", panels: tuple[str, ...] | None = None, **live: Any
+    ) -> FlowExplorer:
+        """Prefilled with ``query``; ``live``, ``history`` and ``speed`` as for the constructor."""
         text = f"{query.start.isoformat()}..{query.end.isoformat()}"
-        return cls(query.exchange, query.symbol, query.interval, text, timestamp=query.timestamp, source=source, panels=panels)
+        return cls(
+            query.exchange, query.symbol, query.interval, text, timestamp=query.timestamp, source=source, panels=panels, **live
+        )
 
     # -- loading -----------------------------------------------------------------------
 
@@ -166,9 +197,16 @@ class FlowExplorer(ChartWidget):
     def _exchange_changed(self, change: dict[str, Any]) -> None:
         self.symbol_options = _symbol_options(change["new"])
 
+    @traitlets.observe("live")
+    def _live_changed(self, change: dict[str, Any]) -> None:
+        if not change["new"]:  # the toggle unticked while following: stop
+            self.stop()
+
     def _on_message(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         if content.get("type") == "cancel":
             self.cancel()
+        elif content.get("type") == "stop":
+            self.stop()
         elif content.get("type") == "load":
             fields = content.get("query") or {}
             with self.hold_sync():
@@ -177,22 +215,32 @@ class FlowExplorer(ChartWidget):
                         setattr(self, name, str(fields[name]))
                 if isinstance(fields.get("panels"), list):
                     self.panels = [str(p) for p in fields["panels"]]
+                if "live" in fields:
+                    self.live = bool(fields["live"])
             self.load(wait=False)
         else:
             super()._on_message(widget, content, buffers)
 
     def load(self, *, wait: bool = True) -> pd.DataFrame | None:
-        """Fetch the selected query. From Python this waits and returns the frame; the
+        """Fetch the selected query (with ``live``: start following the market). From
+        Python this waits and returns the frame (live: once the history is shown); the
         Load button runs it in the background."""
         if self._thread is not None and self._thread.is_alive():
             self.error = "a load is already running"
             return None
+        self.stop()  # a load replaces what the explorer followed
         try:
             symbols = [x.strip() for x in self.symbol.split(",") if x.strip()] or [self.symbol]
             queries, skipped = plan_queries(
-                _venues(self.exchange) or [self.exchange], symbols, self.interval, self.range_text, timestamp=self.timestamp
+                _venues(self.exchange) or [self.exchange],
+                symbols,
+                self.interval,
+                "today" if self.live else self.range_text,  # a live view's range is now
+                timestamp=self.timestamp,
             )
             panels = parse_panels(self.panels)
+            if self.live:
+                return self._follow(queries, panels, wait)
         except AperiodicError as exc:
             self.error = str(exc)
             self.status = ""
@@ -221,6 +269,9 @@ class FlowExplorer(ChartWidget):
     def cancel(self) -> None:
         """Stop the running load (the Cancel button): downloads stop within a fraction
         of a second, months already finished stay cached, nothing partial is kept."""
+        if self._updater is not None and self._updater.running:
+            self.stop()
+            return
         if self._thread is None or not self._thread.is_alive():
             return
         self.status = "cancelling"
@@ -260,3 +311,62 @@ class FlowExplorer(ChartWidget):
             self.status = ""
         finally:
             self.loading = False
+
+    # -- following the market ----------------------------------------------------------------
+
+    def _follow(self, queries: list[Query], panels: tuple[str, ...], wait: bool) -> pd.DataFrame | None:
+        if queries[0].timestamp != "exchange":
+            raise QueryError("live follows the stream's exchange-time bars: set timestamp to exchange")
+        flow = stream_flow(
+            list(dict.fromkeys(q.exchange for q in queries)),
+            list(dict.fromkeys(q.symbol for q in queries)),
+            queries[0].interval,
+            history=self._history,
+            with_price=bool(PRICE_PANELS & set(panels)),
+            source=self.source,
+            client=self._client,
+            speed=self._speed,
+        )
+        with self.hold_sync():
+            self.error = ""
+            self.status = "starting"
+            self.loading = self.live_running = True
+            self.progress_done = self.progress_total = self.progress_cached = 0
+        self.flow = flow
+        first = [True]
+
+        def show(df: pd.DataFrame, since: pd.Timestamp) -> None:
+            self.show_live(df, None if first[0] else since, panels)
+            if first[0]:
+                first[0] = False
+                self.queries, self.query = list(queries), queries[0]
+                with self.hold_sync():
+                    self.loads += 1
+                    self.loading = False
+
+        def state(line: str, running: bool) -> None:
+            with self.hold_sync():
+                if not running and flow.error is not None:
+                    self.error, self.status = line, "stopped"
+                else:
+                    self.status = line
+                self.live_running = running
+                if not running:
+                    self.loading = False
+
+        self._updater = LiveUpdater(flow, show, state)
+        live_cells.adopt(self, self._cell)
+        self._updater.start()
+        if wait:
+            while self.loading and self._updater.running:
+                time.sleep(0.02)
+            if self.df is None and flow.error is not None:
+                raise flow.error
+        return self.df if wait else None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop following the market (the Stop button): the connection closes, no
+        thread is left behind, the chart and :attr:`df` keep the bars received."""
+        updater = getattr(self, "_updater", None)  # None too while the constructor sets `live`
+        if updater is not None:
+            updater.stop(timeout)

@@ -6,11 +6,14 @@
     df = %flow binance BTC 1m 2024-01 -f polars            # a Polars DataFrame (-f arrow: a pyarrow.Table)
     %flow okx BTC,ETH 15m 7d -o flows                      # binds and shows
     %config Aperiodic.api_key = os.environ["MY_KEY"]       # or: %flow --set-key
+    p = %flow binance BTC 1m live                          # follows the market; p.df grows, Stop stops
 
 The line grammar is :mod:`.flow_line`; settings are the core's ``Aperiodic``
 configurable, which this extension registers with IPython so ``%config`` reaches it.
 The magic fetches through :func:`~aperiodic_jupyter.default_client`; it never fetches
-on its own. Every error ends in one line (an IPython ``UsageError``), never a traceback.
+on its own (a live view's history comes through :func:`~aperiodic_jupyter.stream_flow`,
+whose own client a Stop can cancel). Every error ends in one line (an IPython
+``UsageError``), never a traceback.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from ..core.output import convert, provenance, with_provenance
 from ..core.query import INTERVALS
 from ..core.settings import settings
 from ..core.venues import EXCHANGE_ALIASES, EXCHANGES, resolve_exchange
-from .flow_line import FLAGS, GRAMMAR, OPTION_VALUES, FlowLine, parse_flow_line
+from . import live_cells
+from .flow_line import FLAGS, GRAMMAR, LIVE, OPTION_VALUES, FlowLine, parse_flow_line
 from .panel_choice import PRICE_PANELS
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -60,14 +64,17 @@ class FlowMagics(Magics):
         request = parse_flow_line(line)  # parse
         if request.set_key:
             return _set_key()
-        if request.dry_run:  # plan
-            return self._bind(request, _plan(request), show=False, assigned=assigned)
         if request.widget:
             from .explorer import FlowExplorer
 
             q = request.queries[0]
-            explorer = FlowExplorer.from_query(q, source=request.source, panels=request.panels)
+            live = {"live": True, "history": request.history, "speed": request.speed} if request.live else {}
+            explorer = FlowExplorer.from_query(q, source=request.source, panels=request.panels, **live)
             return self._bind(request, explorer, show=True, assigned=assigned)
+        if request.live:
+            return self._live(request, assigned=assigned)
+        if request.dry_run:  # plan
+            return self._bind(request, _plan(request), show=False, assigned=assigned)
         # The chart reads flow against price: fetch price too when a price panel is drawn.
         charted = not assigned and request.chart and request.metric == "flow"
         frames = _fetch(request, with_price=charted and bool(PRICE_PANELS & set(request.panels)))  # fetch
@@ -88,6 +95,34 @@ class FlowMagics(Magics):
             display(value)
             return None
         return None if request.out else value
+
+    def _live(self, request: FlowLine, *, assigned: bool) -> Any:
+        """A live panel, shown (bound too, for ``p = %flow … live`` and ``-o``); the
+        panel this cell showed before is stopped first."""
+        from ..core.live import stream_flow
+        from .live_panel import LivePanel
+        from .panel_choice import PRICE_PANELS
+
+        for line in request.skipped:
+            print(f"skipped {line}")
+        q = request.queries
+        flow = stream_flow(
+            list(dict.fromkeys(x.exchange for x in q)),
+            list(dict.fromkeys(x.symbol for x in q)),
+            q[0].interval,
+            history=request.history,
+            with_price=bool(PRICE_PANELS & set(request.panels)),
+            source=request.source,
+            speed=request.speed,
+        )
+        panel = LivePanel(flow, panels=request.panels, namespace=self._namespace)
+        live_cells.adopt(panel, live_cells.cell_key())
+        if self.shell is not None:
+            live_cells.watch_interrupts(self.shell)
+        if request.out:
+            self._namespace[request.out] = panel
+        display(panel)
+        return panel if assigned else None
 
     def _show(self, request: FlowLine, frames: list[Any], *, assigned: bool) -> Any:
         for line in request.skipped:  # the venues that do not list a symbol; the rest loaded
@@ -222,7 +257,9 @@ _TARGET_LOADS = frozenset({"BINARY_SUBSCR", "EXTENDED_ARG", "CACHE", "NOP"})
 # -- completion --------------------------------------------------------------------------
 
 _SHORT = {"-t": "--timestamp", "-s": "--source", "-c": "--columns", "-m": "--metric", "-p": "--panels", "-f": "--frame"}
-_OPTION_VALUES = {**OPTION_VALUES, **{short: OPTION_VALUES[full] for short, full in _SHORT.items()}}
+#: Live options take a number, not a word from a list: examples to complete with.
+_LIVE_VALUES = {"--history": ["360", "6h", "1d", "0"], "--speed": ["60", "600"]}
+_OPTION_VALUES = {**OPTION_VALUES, **_LIVE_VALUES, **{short: OPTION_VALUES[full] for short, full in _SHORT.items()}}
 _MAGIC_LINE = re.compile(r"^\s*(?:[\w, :.\[\]'\"]+=\s*)?%flow\s(.*)$")
 
 
@@ -230,7 +267,7 @@ def _range_examples() -> list[str]:
     today = pd.Timestamp.now(tz="UTC").tz_localize(None)
     this = today.strftime("%Y-%m")
     three_back = (today.to_period("M") - 2).strftime("%Y-%m")
-    return [this, f"{three_back}..{this}", "7d", "30d", today.strftime("%Y"), "today"]
+    return [this, f"{three_back}..{this}", "7d", "30d", today.strftime("%Y"), "today", LIVE]
 
 
 @context_matcher()
@@ -290,8 +327,11 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(settings)
     if flow_matcher not in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.append(flow_matcher)
+    live_cells.install(ipython)  # re-running a cell, or the kernel's interrupt, stops its live panel
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     if flow_matcher in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.remove(flow_matcher)
+    live_cells.uninstall(ipython)
+    live_cells.stop_all_panels()
