@@ -69,8 +69,8 @@ def preview_server():
         yield api
 
 
-def test_there_are_six_tutorials_and_the_readme_links_each():
-    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_tutorials_and_the_readme_links_each():
+    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07"]
     readme = (ROOT / "README.md").read_text()
     for p in TUTORIALS:
         assert f"binder/{p.name}" in readme, p.name
