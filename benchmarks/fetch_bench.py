@@ -19,14 +19,16 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 from files import month_bytes
-from harness import Section, median_time
+from harness import Load, Section, median_time
 
 from aperiodic_jupyter import Client, make_query
 from aperiodic_jupyter.core.cache import MemoryCache
@@ -84,13 +86,51 @@ def file_bytes(interval: str, months: int) -> list[bytes]:
     return [month_bytes(SYMBOL, interval, YEAR, m) for m in range(1, months + 1)]
 
 
-def ours_cold(interval: str, months: int) -> Any:
+def ours_cold(interval: str, months: int) -> float:
+    """Seconds of one cold ``get_flow`` (empty memory and disk caches) on a client built
+    beforehand, as the kernel's shared client is."""
     cache = tempfile.mkdtemp(prefix="bench-cache-")
     try:
         with Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=cache, memory_cache=MemoryCache()) as c:
-            return c.get_flow("binance-futures", "BTC", interval, *span(months), progress=False)
+            gc.collect()
+            t0 = time.perf_counter()
+            c.get_flow("binance-futures", "BTC", interval, *span(months), progress=False)
+            return time.perf_counter() - t0
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def bare_cold(interval: str, months: int) -> float:
+    """Seconds of the bare-client floor: the listing, then every file at once on 16
+    threads (each read with pyarrow as it arrives), ``concat_tables`` and ``to_pandas``;
+    no cache, no checks, no trimming. Its HTTP client is built beforehand too."""
+    start, end = span(months)
+    params = {
+        "timestamp": "exchange",
+        "interval": interval,
+        "exchange": "binance-futures",
+        "symbol": SYMBOL,
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+    }
+    with httpx.Client(timeout=60) as http:
+
+        def one(url: str) -> pa.Table:
+            return pq.read_table(pa.BufferReader(http.get(url).content))
+
+        gc.collect()
+        t0 = time.perf_counter()
+        listing = http.get(f"{server().base_url}/data/flow", params=params, headers={"X-API-KEY": API_KEY}).json()
+        with ThreadPoolExecutor(16) as pool:
+            tables = list(pool.map(one, [f["url"] for f in listing["files"]]))
+        pa.concat_tables(tables).to_pandas()
+        return time.perf_counter() - t0
+
+
+def timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def public_cold(interval: str, months: int) -> Any:
@@ -122,7 +162,7 @@ def decode_seconds(raws: list[bytes]) -> float:
 def bench_cold(quick: bool) -> Section:
     links = [BANDWIDTH] if quick else [BANDWIDTH, 10 * BANDWIDTH]
     sec = Section(
-        f"Cold fetch: this project vs the public `aperiodic` client (loopback, {LATENCY * 1000:.0f} ms per request, one shared link)"
+        f"Cold fetch: this project vs the public `aperiodic` client and a bare client (loopback, {LATENCY * 1000:.0f} ms per request, one shared link)"
     )
     sec.header = [
         "link MB/s",
@@ -132,13 +172,16 @@ def bench_cold(quick: bool) -> Section:
         "ours s",
         "public s",
         "ours / public",
+        "bare s",
         "limit s",
         "ours / limit",
+        "ours / bare",
         "ours / ours(1 month)",
     ]
     cases = [("1h", [1, 3])] if quick else [("1h", [1, 3, 12]), ("1m", [1, 3, 6, 12])]
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 5
     verdicts = []
+    load = Load()
     for bandwidth in links:
         server(bandwidth)
         for interval, counts in cases:
@@ -146,8 +189,19 @@ def bench_cold(quick: bool) -> Section:
             for months in counts:
                 raws = file_bytes(interval, months)
                 size = sum(map(len, raws))
-                ours = median_time(lambda i=interval, m=months: ours_cold(i, m), repeat)
-                public = median_time(lambda i=interval, m=months: public_cold(i, m), repeat)
+                runs: dict[str, list[float]] = {"ours": [], "public": [], "bare": []}
+                clients = {
+                    "ours": lambda i=interval, m=months: ours_cold(i, m),
+                    "public": lambda i=interval, m=months: timed(lambda: public_cold(i, m)),
+                    "bare": lambda i=interval, m=months: bare_cold(i, m),
+                }
+                for fn in clients.values() if not quick else ():
+                    fn()  # warm-up: the server has the files ready, imports are loaded
+                for r in range(repeat):  # interleaved, rotated: drift on a shared machine hits all three
+                    names = list(clients)[r % 3 :] + list(clients)[: r % 3]
+                    for name in names:
+                        runs[name].append(clients[name]())
+                ours, public, bare = (statistics.median(runs[k]) for k in ("ours", "public", "bare"))
                 limit = 2 * LATENCY + size / bandwidth + decode_seconds(raws)
                 one = ours if months == 1 else one
                 ratio = ours / public
@@ -160,21 +214,35 @@ def bench_cold(quick: bool) -> Section:
                         f"{ours:.3f}",
                         f"{public:.3f}",
                         f"{ratio:.2f}",
+                        f"{bare:.3f}",
                         f"{limit:.3f}",
                         f"{ours / limit:.2f}",
+                        f"{ours / bare:.2f}",
                         f"{ours / one:.2f}" if one else "-",
                     ]
                 )
-                verdicts.append((bandwidth, interval, months, ratio, ours / limit, ours / one if one else None))
+                verdicts.append((bandwidth, interval, months, ratio, ours / limit, ours / bare, ours / one if one else None))
+                load.sample()
     server(BANDWIDTH)
     sec.notes.append(
-        "limit = two round trips (listing, then the files in parallel) + all bytes / bandwidth + pyarrow's own read_table of the same files, one after another."
+        "limit = two round trips (listing, then the files in parallel) + all bytes / bandwidth + pyarrow's own read_table of the same files, one after another (no conversion to pandas)."
     )
-    for bandwidth, interval, months, ratio, vs_limit, vs_one in verdicts:
+    sec.notes.append(
+        "bare = a bare client on the same link: the listing, every file at once on 16 threads, each read with pyarrow's "
+        "read_table as it arrives, then concat_tables and to_pandas; no cache, no checks, no trimming."
+    )
+    sec.notes.append(
+        f"Medians of {repeat} interleaved rounds after a warm-up. ours and bare: the call on a client built beforehand, as the "
+        "kernel's shared client is (building ours costs about 40 ms, most of it the TLS context), with empty memory and disk "
+        "caches (ours writes every month to its disk cache as it arrives); public: its whole call, which builds its HTTP client each time."
+    )
+    sec.notes.append(load.note())
+    for bandwidth, interval, months, ratio, vs_limit, vs_bare, vs_one in verdicts:
         checks = [f"never slower than the public client: {'met' if ratio <= 1 else 'MISSED'}"]
         if interval == "1m" and months >= 6:
             checks.append(f"≤ 0.6× public: {'met' if ratio <= 0.6 else 'MISSED'}")
-        checks.append(f"≤ 1.2× limit: {'met' if vs_limit <= 1.2 else 'MISSED'}")
+        checks.append(f"≤ 1.1× limit: {'met' if vs_limit <= 1.1 else 'MISSED'}")
+        checks.append(f"≤ 1.1× bare: {'met' if vs_bare <= 1.1 else 'MISSED'}")
         if months == 12 and vs_one is not None:
             checks.append(f"12 months ≤ 1.5× one month: {'met' if vs_one <= 1.5 else 'MISSED'}")
         sec.notes.append(f"{bandwidth / 1e6:,.0f} MB/s, {interval} × {months}: " + "; ".join(checks))
@@ -184,12 +252,14 @@ def bench_cold(quick: bool) -> Section:
 def bench_warm(quick: bool) -> Section:
     sec = Section("Warm fetch: the same call again, from the kernel's memory and from disk only")
     sec.header = ["interval", "months", "cold s", "memory ms", "memory / cold", "disk ms", "disk / cold", "target"]
-    cases = [("1h", 3)] if quick else [("1h", 3), ("1h", 12), ("1m", 3)]
+    cases = [("1h", 3)] if quick else [("1h", 3), ("1h", 12), ("1m", 3), ("1m", 12)]
+    load = Load()
     for interval, months in cases:
         ours_cold(interval, months)  # the server has its files ready, as in the cold section
         cache = tempfile.mkdtemp(prefix="bench-warm-")
         try:
             client = Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=cache, memory_cache=MemoryCache())
+            gc.collect()
             t0 = time.perf_counter()
             client.get_flow("binance-futures", "BTC", interval, *span(months), progress=False)
             cold = time.perf_counter() - t0
@@ -197,19 +267,24 @@ def bench_warm(quick: bool) -> Section:
                 lambda c=client, i=interval, m=months: c.get_flow("binance-futures", "BTC", i, *span(m), progress=False),
                 3 if quick else 15,
             )
+            # From disk only: a client with an empty memory cache (a new kernel), built
+            # before the clock starts.
+            disk_client = Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=cache, memory_cache=MemoryCache())
 
-            def from_disk(i: str = interval, m: int = months, d: str = cache) -> None:
-                with Client("api", api_key=API_KEY, base_url=server().base_url, cache_dir=d, memory_cache=MemoryCache()) as c2:
-                    c2.get_flow("binance-futures", "BTC", i, *span(m), progress=False)
+            def from_disk(i: str = interval, m: int = months, c2: Client = disk_client) -> None:
+                c2.cache.memory.clear()
+                c2.get_flow("binance-futures", "BTC", i, *span(m), progress=False)
 
             disk = median_time(from_disk, 3 if quick else 7)
+            disk_client.close()
+            kept = client.cache.memory.nbytes
             client.close()
         finally:
             shutil.rmtree(cache, ignore_errors=True)
-        target = ""
         if interval == "1h" and months == 3:
-            target = "met" if mem <= 0.02 * cold and mem < 0.020 else "MISSED"
-            target += " (≤ 2 % of cold and < 20 ms in memory)"
+            target = ("met" if mem <= 0.02 * cold and mem < 0.020 else "MISSED") + " (≤ 2 % of cold and < 20 ms in memory)"
+        elif months == 12 and interval == "1m":
+            target = "- (measured, no target)"
         else:
             target = ("met" if mem <= 0.02 * cold else "MISSED") + " (≤ 2 % of cold in memory)"
         sec.rows.append(
@@ -224,6 +299,15 @@ def bench_warm(quick: bool) -> Section:
                 target,
             ]
         )
+        sec.notes.append(f"{interval} × {months}: the kernel's memory cache holds {kept / 1e6:.1f} MB for these months.")
+        load.sample()
+    sec.notes.append(
+        "memory: the kernel keeps each month in the smaller of its two forms, the Parquet file that arrived or its decoded "
+        "table (months of minute bars as files, about 0.7× the table; hourly months as tables), so a warm call from memory "
+        "decodes minute months again, straight into the frame. disk: a client with an empty memory cache built beforehand "
+        "reads the files, checks their checksums and decodes them."
+    )
+    sec.notes.append(load.note())
     return sec
 
 
@@ -302,7 +386,8 @@ _MEMORY_PROBE = textwrap.dedent(
     client.get_flow("binance-futures", "BTC", "1h", start, start, progress=False)  # a kernel's imports are loaded
     before = status("VmRSS")
     df = client.get_flow("binance-futures", "BTC", "1m", start, end, progress=False)
-    print(json.dumps({"before": before, "peak": status("VmHWM"), "frame": df.memory_usage(deep=True).sum() / 2**20, "rows": len(df)}))
+    print(json.dumps({"before": before, "peak": status("VmHWM"), "after": status("VmRSS"), "frame": df.memory_usage(deep=True).sum() / 2**20,
+                      "rows": len(df), "kept": client.cache.memory.nbytes / 2**20}))
     """
 )
 
@@ -314,8 +399,10 @@ def bench_memory(quick: bool) -> Section:
         "kernel memory cache",
         "rows",
         "frame MB",
+        "cache keeps MB",
         "RSS before MB",
         "peak RSS MB",
+        "RSS after MB",
         "(peak − before) / frame",
         "target ≤ 2×",
     ]
@@ -341,14 +428,24 @@ def bench_memory(quick: bool) -> Section:
                 label,
                 f"{r['rows']:,}",
                 f"{r['frame']:.0f}",
+                f"{r['kept']:.0f}",
                 f"{r['before']:.0f}",
                 f"{r['peak']:.0f}",
+                f"{r['after']:.0f}",
                 f"{ratio:.2f}",
                 "met" if ratio <= 2 else "MISSED",
             ]
         )
     sec.notes.append(
-        "With the memory cache on, the kernel keeps the months' Arrow tables for the next call (one more copy of the data, by design)."
+        "The first row is the row of record: Arrow's default memory pool (mimalloc), the kernel's memory cache on. The cache "
+        "keeps each month of minute bars as the Parquet file that arrived (MB above; about 0.7× the frame here), not decoded, "
+        "so the frame and the cache together are about 1.7× the frame; the rest is the allocators' own overhead."
+    )
+    sec.notes.append(
+        "How: each month is decoded as it arrives, to check it, then let go (at most two decoded months wait for the "
+        "caller at once); the frame is then filled month by month, each file decoded again a few columns at a time straight "
+        "into the frame's columns, and the memory each piece's decoding used is returned to the system before the next. "
+        "Files are written to the disk cache as they arrive, so caching holds no second copy."
     )
     return sec
 

@@ -133,7 +133,9 @@ def bench_output_price(quick: bool) -> Section:
     return sec
 
 
+import notebook_weight  # noqa: E402
 from fetch_bench import bench_assembly, bench_chart, bench_cold, bench_memory, bench_output, bench_warm  # noqa: E402
+from live_bench import bench_live  # noqa: E402
 
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "cold": bench_cold,
@@ -145,7 +147,15 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "demo": bench_demo,
     "chart": bench_chart,
     "memory": bench_memory,
+    "notebook": notebook_weight.section,
+    "live": bench_live,
 }
+
+#: Results of benchmarks with their own command (the browser's needs JupyterLab and
+#: Chromium, and a quiet machine), included in a full run's RESULTS.md as they are,
+#: each saying how it was made; then the analyses of missed targets.
+INCLUDED = ["browser_results.md"]
+ANALYSES = ["analysis.md", "browser_analysis.md"]
 
 
 def machine() -> list[str]:
@@ -177,6 +187,11 @@ def render(sections: list[Section], command: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _demoted(markdown: str) -> str:
+    """A results file's headings one level down, to sit under RESULTS.md's title."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines()) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness, not the speed")
@@ -194,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     text = render(sections, command)
     if not args.quick and not args.only:
-        text += "\n" + (HERE / "analysis.md").read_text()
+        for name in INCLUDED:
+            text += "\n" + _demoted((HERE / name).read_text())
+        for name in ANALYSES:
+            if (HERE / name).exists():
+                text += "\n" + (HERE / name).read_text()
     Path(args.output).write_text(text)
     print(text)
     return 0

@@ -21,6 +21,9 @@ def test_benchmark_command_runs_and_writes_a_results_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert "Reproduce with:" in text and "python benchmarks/run.py --quick" in text
-    for title in ("Cold fetch", "Warm fetch", "Assembly", "Flow engine", "Demo source", "Chart", "Memory"):
+    for title in ("Cold fetch", "Warm fetch", "Assembly", "Flow engine", "Demo source", "Chart", "Memory", "Saved notebooks", "Live flow"):
         assert f"## {title}" in text, title
     assert "M trades/s" in text and "ours / public" in text and "payload kB" in text
+    assert "ours / bare" in text and "ours / limit" in text  # the bare-client floor beside the limit
+    assert "(peak − before) / frame" in text and "cache keeps MB" in text
+    assert "first chart kB" in text and "CPU ms / update" in text  # notebook weight, live updates

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from aperiodic_jupyter.core.cache import CacheKey, DiskCache, Entry, MemoryCache, MonthCache, is_complete
+from aperiodic_jupyter.core.parquet import MonthData
 from aperiodic_jupyter.core.ranges import Month
 
 
@@ -23,13 +24,13 @@ def table(rows: int) -> pa.Table:
 def test_memory_cache_is_bounded_by_bytes_and_evicts_least_recently_used():
     mem = MemoryCache(max_bytes=8 * 300)
     for m in (1, 2, 3):
-        mem.put(key(m), Entry(table(100), time.time(), Month(2024, m)))
+        mem.put(key(m), Entry(MonthData.of_table(table(100)), time.time(), Month(2024, m)))
     assert mem.nbytes == 2400
     mem.get(key(1))  # January is used again, so February is the oldest now
-    mem.put(key(4), Entry(table(100), time.time(), Month(2024, 4)))
+    mem.put(key(4), Entry(MonthData.of_table(table(100)), time.time(), Month(2024, 4)))
     assert set(mem.keys()) == {key(1), key(3), key(4)}
     assert mem.nbytes <= mem.max_bytes
-    mem.put(key(5), Entry(table(1000), time.time(), Month(2024, 5)))  # larger than the budget: not kept
+    mem.put(key(5), Entry(MonthData.of_table(table(1000)), time.time(), Month(2024, 5)))  # larger than the budget: not kept
     assert key(5) not in mem.keys()
 
 

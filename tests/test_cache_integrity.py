@@ -4,6 +4,7 @@ sharing a cache (10), and files that do not hold the month asked for, or nothing
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from datetime import date
@@ -24,11 +26,12 @@ import pyarrow.dataset as ds
 import pytest
 
 import aperiodic_jupyter
-from aperiodic_jupyter import ServerError, make_query
+from aperiodic_jupyter import DownloadError, ServerError, make_query
 from aperiodic_jupyter.core import cache as cache_module
 from aperiodic_jupyter.core.cache import CacheKey, CacheWarning, DiskCache, MemoryCache, MonthLock
 from aperiodic_jupyter.core.parquet import check_span
 from aperiodic_jupyter.core.ranges import Month
+from aperiodic_jupyter.core.sources import api as api_source
 
 from .server import API_KEY, FakeApi, synthetic_table
 
@@ -39,11 +42,20 @@ def q(symbol="BTC", interval="1h", start="2024-01-01", end="2024-03-31", **kw):
     return make_query("binance-futures", symbol, interval, start, end, **kw)
 
 
-def month_path(client, month: str, symbol: str = "BTC") -> Path:
-    query = q(symbol=symbol)
+def month_path(client, month: str, symbol: str = "BTC", interval: str = "1h") -> Path:
+    query = q(symbol=symbol, interval=interval)
     assert client.cache.disk is not None
     year, number = map(int, month.split("-"))
     return client.cache.disk.path(CacheKey.of(client.source.cache_namespace, query, Month(year, number)))
+
+
+def partial_files(root: Path) -> list[Path]:
+    """Temporary files a download or a write left in the cache tree."""
+    return sorted(root.rglob("*.tmp"))
+
+
+def in_memory(client) -> set[str]:
+    return {str(key.month) for key in client.cache.memory.keys()}
 
 
 # -- 5: integrity of what is read from disk -----------------------------------------------
@@ -80,6 +92,19 @@ def test_disk_reads_verify_the_recorded_checksum(tmp_path):
     DiskCache.sum_path(path).unlink()  # a file whose checksum is lost cannot be trusted
     assert disk.read(key) is None and not path.exists()
     disk.write(key, pa.table({"time": pa.array([], type=pa.timestamp("us"))}))  # an empty month, as older versions kept
+    assert disk.read(key) is None and not path.exists()
+
+
+def test_files_checksummed_by_earlier_versions_still_verify(tmp_path):
+    disk = DiskCache(tmp_path)
+    key = CacheKey("demo", "flow", "binance-futures", "perpetual-BTC-USDT:USDT", "1h", "exchange", Month(2024, 1))
+    disk.write(key, pa.table({"time": pa.array([1, 2], type=pa.timestamp("us")), "x": [1.0, 2.0]}))
+    path, sums = disk.path(key), DiskCache.sum_path(disk.path(key))
+    algo, digest = sums.read_text("ascii").split()
+    assert (algo, digest) == ("sha256", hashlib.sha256(path.read_bytes()).hexdigest())
+    sums.write_text(f"blake2b-256 {hashlib.blake2b(path.read_bytes(), digest_size=32).hexdigest()}\n", "ascii")
+    assert disk.read(key) is not None  # a cache written before SHA-256 is kept
+    sums.write_text(f"blake2b-256 {'0' * 64}\n", "ascii")
     assert disk.read(key) is None and not path.exists()
 
 
@@ -288,6 +313,7 @@ def test_a_file_holding_another_months_bars_is_refused_and_not_cached(make_clien
         assert "\n" not in str(caught.value)
         assert "2024-02" not in set(client.cache.info()["month"])
         assert not month_path(client, "2024-02").exists()
+        assert partial_files(client.cache.disk.root) == []  # what was written as it arrived is gone too
 
 
 class WrongMonths:
@@ -365,3 +391,69 @@ def test_an_empty_month_is_not_kept_for_good(make_client):
         later = client.fetch(q())
         assert len(later) == 91 * 24
         assert later.attrs["months"]["2024-02"] in ("disk", "download")
+
+
+# -- months written to disk as they arrive --------------------------------------------------
+
+
+def test_a_month_is_written_to_disk_as_it_arrives_and_moved_into_place_once_checked(api, make_client, monkeypatch):
+    # February trickles in (32 KiB every 30 ms; written on in steps of 64 KiB here, 1 MiB
+    # by default): while it does, a hidden partial file grows next to where the month
+    # goes, and nothing is at that place yet.
+    monkeypatch.setattr(api_source, "SINK_STEP", 65536)
+    api.inject("file", trickle=(32768, 0.03), match="2024-02", times=1)
+    client = make_client(api)
+    place = month_path(client, "2024-02", interval="1m")
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if place.parent.is_dir():
+                sizes = [p.stat().st_size for p in place.parent.glob(".data.parquet.*.tmp") if p.exists()]
+                if sizes and not place.exists():
+                    seen.append(max(sizes))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        df = client.fetch(q(interval="1m"))
+    finally:
+        done.set()
+        watcher.join()
+    assert len(df) == 91 * 1440
+    served = api.file_bytes(("flow", "binance-futures", "perpetual-BTC-USDT:USDT", "1m", "exchange", 2024, 2, None))
+    assert len(set(seen)) >= 3 and max(seen) <= len(served), seen  # it grew while it arrived, then was checked
+    assert place.read_bytes() == served
+    assert DiskCache.sum_path(place).read_text("ascii").split() == ["sha256", hashlib.sha256(served).hexdigest()]
+    assert partial_files(client.cache.disk.root) == []
+
+
+def test_a_body_cut_short_leaves_no_file_no_partial_file_and_no_memory_entry(api, make_client):
+    api.inject("file", truncate=True, match="2024-02", times=99)
+    client = make_client(api, max_attempts=2)
+    with pytest.raises(DownloadError, match=r"^file for 2024-02 could not be downloaded intact after 2 attempts"):
+        client.fetch(q(interval="1m"))
+    assert not month_path(client, "2024-02", interval="1m").exists()
+    assert partial_files(client.cache.disk.root) == []
+    assert in_memory(client) == {"2024-01", "2024-03"}  # the months that arrived whole are kept
+    assert month_path(client, "2024-01", interval="1m").exists() and month_path(client, "2024-03", interval="1m").exists()
+
+
+def test_a_body_that_is_not_parquet_is_retried_and_the_good_one_is_what_lands_on_disk(api, make_client):
+    api.inject("file", corrupt=True, match="2024-01", times=1)
+    client = make_client(api, max_attempts=3)
+    client.fetch(q(end="2024-01-31"))
+    served = api.file_bytes(("flow", "binance-futures", "perpetual-BTC-USDT:USDT", "1h", "exchange", 2024, 1, None))
+    assert month_path(client, "2024-01").read_bytes() == served
+    assert partial_files(client.cache.disk.root) == []
+
+
+def test_a_folder_that_cannot_be_written_while_downloading_still_warns_once(api, make_client, tmp_path, monkeypatch):
+    client = make_client(api, cache_dir=_unusable("read-only", tmp_path, monkeypatch))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = client.fetch(q(interval="1m"))
+    assert len(df) == 91 * 1440 and len(_cache_warnings(caught)) == 1
+    assert in_memory(client) == {"2024-01", "2024-02", "2024-03"}

@@ -14,9 +14,11 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+import aperiodic_jupyter
 from aperiodic_jupyter import (
     AuthError,
     DownloadError,
+    FetchCancelled,
     NoDataError,
     PlanError,
     QueryError,
@@ -420,3 +422,103 @@ def test_a_caller_waiting_on_a_failed_download_gets_the_same_typed_error(api, ma
     assert len(errors) == 2 and all(isinstance(e, DownloadError) for e in errors)
     assert all("2024-01" in str(e) for e in errors)
     assert api.counts["file"] == 1
+
+
+# -- pandas frames built month by month, months kept as their files ------------------------
+
+
+@pytest.mark.parametrize(
+    "interval, start, end, daily",
+    [
+        ("1m", "2024-01-31", "2024-03-02", False),  # minute months, cut inside the first and last
+        ("1h", "2019-12-15", "2020-01-10", False),  # a month with no file, then one cut short
+        ("1h", "2024-02-20", "2024-03-31", True),  # a month stitched from daily files
+    ],
+)
+def test_the_pandas_frame_is_the_arrow_tables_frame_cold_and_warm(make_client, interval, start, end, daily):
+    with FakeApi(daily_from=date(2024, 3, 10) if daily else None) as api:
+        client = make_client(api)
+        query = q(interval=interval, start=start, end=end)
+        cold = client.fetch(query)
+        warm = client.fetch(query)
+        table = client.fetch(query, output="arrow")
+    assert set(warm.attrs["months"].values()) == {"memory"}
+    expected = table.replace_schema_metadata(None).to_pandas()
+    pd.testing.assert_frame_equal(cold, expected)
+    pd.testing.assert_frame_equal(warm, expected)
+    assert cold.attrs["coverage"] == warm.attrs["coverage"] == aperiodic_jupyter.provenance(table)["coverage"]
+
+
+def test_the_kernel_keeps_minute_months_as_their_file_bytes(api, make_client):
+    client = make_client(api)
+    client.fetch(q(interval="1m", end="2024-01-31"))
+    client.fetch(q(interval="1h", end="2024-01-31"))
+    info = client.cache.info().set_index("interval")
+    # A month of minute bars is kept as the file that arrived (smaller than its table);
+    # never more than the file, whichever form is kept.
+    assert info.loc["1m", "memory_bytes"] == info.loc["1m", "disk_bytes"]
+    assert info.loc["1h", "memory_bytes"] <= info.loc["1h", "disk_bytes"]
+    df = client.fetch(q(interval="1m", end="2024-01-31"))
+    assert df.attrs["months"] == {"2024-01": "memory"} and len(df) == 31 * 1440
+    df.loc[0, "taker_buy_volume"] = -1.0  # the caller's own frame: the cached month is unchanged
+    assert client.fetch(q(interval="1m", end="2024-01-31")).loc[0, "taker_buy_volume"] == 0.0
+
+
+def test_a_cancel_event_cancels_that_fetch_only(api, make_client):
+    api.inject("file", stall=60, match="2024-02", times=99)
+    client = make_client(api, timeout=30.0)
+    event = threading.Event()
+    threading.Timer(0.5, event.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(FetchCancelled, match="cancelled"):
+        client.fetch(q(), cancel=event)
+    assert time.monotonic() - t0 < 2.0
+    assert "2024-02" not in set(client.cache.info()["month"])
+    # The client is not left cancelled, and an event set before any download stops the
+    # call before it asks anything; months already cached need no download to cancel.
+    api._faults.clear()
+    assert len(client.fetch(q(start="2023-01-01", end="2023-03-31"))) == 90 * 24
+    requests = api.counts["total"]
+    with pytest.raises(FetchCancelled):
+        client.fetch(q(start="2023-04-01", end="2023-04-30"), cancel=event)
+    assert api.counts["total"] == requests
+    assert len(client.fetch(q(start="2023-01-01", end="2023-03-31"), cancel=event)) == 90 * 24
+
+
+def test_a_cancel_event_stops_a_demo_fetch_between_months():
+    event = threading.Event()
+    event.set()
+    with aperiodic_jupyter.Client("demo", cache_dir=False, memory_cache=MemoryCache()) as client:
+        with pytest.raises(FetchCancelled):
+            client.fetch(make_query("binance", "BTC", "1h", "2024-01..2024-02"), cancel=event)
+        assert client.cache.info().empty
+
+
+def test_months_decoded_and_not_yet_handed_over_are_few_however_many_arrive(api, monkeypatch):
+    # A caller slow to take each month (copying it, writing it) must not find every other
+    # month decoded and waiting in memory: downloads wait for a permit to decode.
+    from aperiodic_jupyter.core.parquet import DECODES
+    from aperiodic_jupyter.core.sources import api as api_module
+
+    waiting, most = 0, 0
+    lock = threading.Lock()
+    decode = api_module._decode_checked
+
+    def counted(raw, f):
+        nonlocal waiting, most
+        table = decode(raw, f)
+        with lock:
+            waiting += 1
+            most = max(most, waiting)
+        return table
+
+    def slow_caller(month, table, raw):
+        nonlocal waiting
+        time.sleep(0.05)
+        with lock:
+            waiting -= 1
+
+    monkeypatch.setattr(api_module, "_decode_checked", counted)
+    query = q(start="2023-01-01", end="2023-12-31")
+    api_module.ApiSource(API_KEY, api.base_url, backoff=0.01).fetch_months(query, query.months, slow_caller)
+    assert waiting == 0 and 1 <= most <= DECODES, most

@@ -101,9 +101,11 @@ def test_ctrl_c_while_a_host_stalls_returns_at_once_and_stops_every_request(api,
     assert line == "interrupted"
     assert to_control < 3.0 and to_exit < 5.0
     assert api.counts["file"] == files and api.counts["list"] == lists  # nothing went out after it
-    # Nothing partial was cached: February is not on disk, the finished months are.
+    # Nothing partial was cached: February is not on disk, the finished months are, and
+    # the half of February written as it arrived was deleted on the way out.
     cached = {p.parent.name for p in cache.rglob("*.parquet")}
     assert "month=02" not in cached and {"month=01", "month=03"} <= cached
+    assert list(cache.rglob("*.tmp")) == []
 
 
 @pytest.mark.parametrize("how", ["stalled body", "no answer yet"])
@@ -131,6 +133,7 @@ def test_cancel_from_another_thread_stops_the_fetch_and_its_downloads(api, make_
     assert took < 1.5
     assert api.counts["file"] == files
     assert "2024-02" not in set(client.cache.info()["month"])
+    assert list(client.cache.disk.root.rglob("*.tmp")) == []  # February's partial file is gone
     # The source is not left cancelled: the next fetch works.
     api._faults.clear()
     assert len(client.fetch(q())) == 91 * 24

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,13 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, default_cache_dir
+from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, Spool, default_cache_dir
 from .combine import combine, combine_tables, fetch_all, plan_queries
 from .coverage import check_listed, coverage
-from .errors import AperiodicError, DownloadError, QueryError
-from .frame import assemble
+from .errors import AperiodicError, DownloadError, FetchCancelled, QueryError
+from .frame import assemble, months_to_frame, release_decoded, table_to_frame
 from .output import Frame, check_output, convert
-from .parquet import check_span
+from .parquet import MonthData, check_span
 from .price import join_price
 from .progress import ProgressCallback, reporter
 from .query import Query, make_query
@@ -37,7 +38,7 @@ from .ranges import Month
 from .schema import FLOW_FILE_SCHEMA, TIME
 from .settings import SOURCES, Secret, fingerprint, resolve_api_key, settings
 from .sources.api import ApiSource
-from .sources.base import Source, is_unlisted
+from .sources.base import OnMonth, Source, is_unlisted
 from .sources.demo import DemoSource
 from .sources.preview import PreviewSource
 
@@ -51,6 +52,10 @@ log = logging.getLogger("aperiodic_jupyter")
 #: Longest wait, in seconds, for another process that is downloading the same month
 #: (it holds the month's lock in the disk cache); after it, the month is downloaded here.
 LOCK_WAIT = 60.0
+
+#: Seconds between two looks at a cancel event while waiting for a month another
+#: thread is downloading.
+_CANCEL_POLL = 0.2
 
 
 _memory_lock = threading.Lock()
@@ -73,11 +78,11 @@ class _InFlight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._futures: dict[CacheKey, Future[pa.Table]] = {}
+        self._futures: dict[CacheKey, Future[MonthData]] = {}
 
-    def claim(self, keys: Sequence[CacheKey]) -> tuple[dict[CacheKey, Future[pa.Table]], dict[CacheKey, Future[pa.Table]]]:
-        mine: dict[CacheKey, Future[pa.Table]] = {}
-        theirs: dict[CacheKey, Future[pa.Table]] = {}
+    def claim(self, keys: Sequence[CacheKey]) -> tuple[dict[CacheKey, Future[MonthData]], dict[CacheKey, Future[MonthData]]]:
+        mine: dict[CacheKey, Future[MonthData]] = {}
+        theirs: dict[CacheKey, Future[MonthData]] = {}
         with self._lock:
             for key in keys:
                 if key in self._futures:
@@ -215,7 +220,7 @@ class Client:
         check_listed(query)
         rows = []
         for month in query.months:
-            hit = self.cache.get(CacheKey.of(self.source.cache_namespace, query, month))
+            hit = self.cache.find(CacheKey.of(self.source.cache_namespace, query, month))
             rows.append({"month": str(month), "cached": hit[1] if hit else "no"})
         return pd.DataFrame(rows, columns=["month", "cached"])
 
@@ -225,6 +230,7 @@ class Client:
         *,
         refresh: bool = False,
         progress: bool | ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> tuple[pa.Table, dict[str, str]]:
         """The query's rows as an Arrow table (``time`` tz-aware UTC), and where each
         month came from (``memory``, ``disk``, ``download``).
@@ -232,37 +238,51 @@ class Client:
         Raises:
             NoDataError: the range lies wholly outside the instrument's capture dates
                 (checked before the cache or the source is asked).
+            FetchCancelled: ``cancel`` was set (see :meth:`fetch`).
         """
+        parts, origin = self._months(query, refresh, progress, cancel)
+        return _assemble(parts, query), origin
+
+    def _months(
+        self,
+        query: Query,
+        refresh: bool,
+        progress: bool | ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> tuple[dict[Month, MonthData], dict[str, str]]:
+        """The query's months (cached, downloaded, or downloaded by another thread) and
+        where each came from."""
         # Every front end fetches through here, so one check gives them all one line
         # instead of a silent empty frame.
         check_listed(query)
         with self._in_use():
-            return self._fetch_table(query, refresh, progress)
+            return self._fetch_months(query, refresh, progress, cancel)
 
-    def _fetch_table(
-        self, query: Query, refresh: bool, progress: bool | ProgressCallback | None
-    ) -> tuple[pa.Table, dict[str, str]]:
+    def _fetch_months(self, query: Query, *how: Any) -> tuple[dict[Month, MonthData], dict[str, str]]:
+        """:meth:`_months` once the client is marked in use (``how``: its other arguments)."""
+        refresh, progress, cancel = how
         ns = self.source.cache_namespace
         keys = {m: CacheKey.of(ns, query, m) for m in query.months}
-        parts: dict[Month, pa.Table] = {}
+        parts: dict[Month, MonthData] = {}
         origin: dict[str, str] = {}
         if not refresh:
             for month, key in keys.items():
-                hit = self.cache.get(key)
+                hit = self.cache.find(key)
                 if hit is not None:
                     parts[month], origin[str(month)] = hit
         missing = [keys[m] for m in query.months if m not in parts]
         if missing:
             self.source.check(query)  # cached months need no key; a download does
+            _raise_if_cancelled(cancel)
         report = reporter(progress, len(keys), len(parts), len(missing), f"{query.symbol} {query.interval}")
         if missing:
             mine, theirs = _inflight.claim(missing)
             failure: BaseException | None = None
             try:
                 if mine:
-                    self._download(query, mine, parts, origin, report, refresh)
+                    self._download(query, mine, parts, origin, report, refresh, cancel)
                 for key, fut in theirs.items():
-                    parts[key.month] = fut.result()
+                    parts[key.month] = _result(fut, cancel)
                     origin[str(key.month)] = "download"
                     report()
             except BaseException as exc:
@@ -279,51 +299,65 @@ class Client:
                         )
                     _inflight.release(key)
                 report(close=True)
-        table = assemble(list(parts.items()), query)
-        if table.num_rows == 0 and query.metric == "flow":
-            table = FLOW_FILE_SCHEMA.empty_table()
-        return table, dict(sorted(origin.items()))
+        return parts, dict(sorted(origin.items()))
 
     def _download(
         self,
         query: Query,
-        mine: dict[CacheKey, Future[pa.Table]],
-        parts: dict[Month, pa.Table],
+        mine: dict[CacheKey, Future[MonthData]],
+        parts: dict[Month, MonthData],
         origin: dict[str, str],
         report: Callable[..., None],
         refresh: bool = False,
+        cancel: threading.Event | None = None,
     ) -> None:
         """Fetch this thread's months from the source. With a disk cache, each month is
         first locked across processes: a month another process is downloading is waited
-        for (at most ``lock_wait`` seconds) and read from its file instead."""
+        for (at most ``lock_wait`` seconds) and read from its file instead. A month that
+        comes as one file is written to the disk cache as it arrives and moved into
+        place once it has passed its checks (:class:`~.cache.Spool`); a month that fails
+        them, or a fetch that fails or is cancelled, leaves no file."""
         by_month = {key.month: key for key in mine}
         guard = threading.Lock()
         held: dict[CacheKey, MonthLock] = {}
+        spools: dict[Month, Spool | None] = {}
 
-        def deliver(key: CacheKey, table: pa.Table, where: str) -> None:
+        def deliver(key: CacheKey, data: MonthData, where: str) -> None:
             with guard:
-                parts[key.month] = table
+                parts[key.month] = data
                 origin[str(key.month)] = where
-            mine[key].set_result(table)
+            mine[key].set_result(data)
             report()
+
+        def spool(month: Month) -> Spool | None:
+            made = self.cache.disk.spool(by_month[month]) if self.cache.disk is not None else None
+            with guard:
+                spools[month] = made
+            return made
 
         def on_month(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
             key = by_month[month]
             # Every source's months pass here: the bars must lie inside the month asked for.
             check_span(table, month.first_day, month.last_day, str(month))
-            self.cache.put(key, table, raw)
+            with guard:
+                written = spools.pop(month, None)
+            data = self.cache.put(key, table, raw, spool=written)
+            unlisted = is_unlisted(table)
+            if data.raw is not None:  # kept as its file: the decoded month goes now
+                del table
+                release_decoded()
             with guard:
                 taken = held.pop(key, None)
             if taken is not None:
                 taken.release()  # its file is in place: a waiting process may read it
             # A month the listing left out is empty by omission, not by proof: say so.
-            deliver(key, table, "not listed" if is_unlisted(table) else "download")
+            deliver(key, data, "not listed" if unlisted else "download")
 
         busy: dict[CacheKey, MonthLock] = {}
         try:
             todo = self._lock_months(sorted(by_month.values(), key=lambda k: k.month), held, busy, deliver, refresh)
             if todo:
-                self.source.fetch_months(query, todo, on_month)
+                self._from_source(query, todo, on_month, spool, cancel)
             with guard:
                 locks = list(held.values())  # a month the source did not hand over
                 held.clear()
@@ -332,20 +366,48 @@ class Client:
             if busy:
                 again = self._wait_for_others(busy, held, deliver)
                 if again:
-                    self.source.fetch_months(query, again, on_month)
+                    self._from_source(query, again, on_month, spool, cancel)
         finally:
             with guard:
                 locks = [*held.values(), *busy.values()]
                 held.clear()
+                left = [s for s in spools.values() if s is not None]
+                spools.clear()
             for taken in locks:
                 taken.release()
+            for unfinished in left:
+                unfinished.abort()  # a month that failed its checks, or never came: no file
+
+    def _from_source(
+        self,
+        query: Query,
+        months: list[Month],
+        on_month: OnMonth,
+        spool: Callable[[Month], Spool | None],
+        cancel: threading.Event | None,
+    ) -> None:
+        """``source.fetch_months``: the API source writes months to disk as they arrive
+        and takes the cancel event itself; any other source is checked for a cancel
+        between months."""
+        if isinstance(self.source, ApiSource):
+            self.source.fetch_months(query, months, on_month, cancel=cancel, spool=spool)
+            return
+        if cancel is None:
+            self.source.fetch_months(query, months, on_month)
+            return
+
+        def checked(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
+            _raise_if_cancelled(cancel)
+            on_month(month, table, raw)
+
+        self.source.fetch_months(query, months, checked)
 
     def _lock_months(
         self,
         keys: list[CacheKey],
         held: dict[CacheKey, MonthLock],
         busy: dict[CacheKey, MonthLock],
-        deliver: Callable[[CacheKey, pa.Table, str], None],
+        deliver: Callable[[CacheKey, MonthData, str], None],
         refresh: bool,
     ) -> list[Month]:
         """The months to download now (locked here in ``held``, or not lockable); the
@@ -367,7 +429,7 @@ class Client:
                 continue
             if lock is not None:
                 held[key] = lock
-            hit = self.cache.get(key)  # another process may have finished it just now
+            hit = self.cache.find(key)  # another process may have finished it just now
             if hit is not None:
                 held.pop(key, None)
                 if lock is not None:
@@ -381,7 +443,7 @@ class Client:
         self,
         busy: dict[CacheKey, MonthLock],
         held: dict[CacheKey, MonthLock],
-        deliver: Callable[[CacheKey, pa.Table, str], None],
+        deliver: Callable[[CacheKey, MonthData, str], None],
     ) -> list[Month]:
         """Wait for the months other processes are downloading, reading each file once
         its lock is free; the months still missing (that process failed, found the month
@@ -406,7 +468,7 @@ class Client:
                         log.info(
                             "%s is still locked by another process after %.0f s; downloading it here", key.month, self.lock_wait
                         )
-                hit = self.cache.get(key)
+                hit = self.cache.find(key)
                 if hit is not None:
                     held.pop(key, None)
                     lock.release()
@@ -427,6 +489,7 @@ class Client:
         progress: bool | ProgressCallback | None = ...,
         with_price: bool = ...,
         output: Literal["pandas"] = ...,
+        cancel: threading.Event | None = ...,
     ) -> pd.DataFrame: ...
 
     @overload
@@ -438,6 +501,7 @@ class Client:
         progress: bool | ProgressCallback | None = ...,
         with_price: bool = ...,
         output: Literal["polars"],
+        cancel: threading.Event | None = ...,
     ) -> pl.DataFrame: ...
 
     @overload
@@ -449,6 +513,7 @@ class Client:
         progress: bool | ProgressCallback | None = ...,
         with_price: bool = ...,
         output: Literal["arrow"],
+        cancel: threading.Event | None = ...,
     ) -> pa.Table: ...
 
     @overload
@@ -460,6 +525,7 @@ class Client:
         progress: bool | ProgressCallback | None = ...,
         with_price: bool = ...,
         output: str,
+        cancel: threading.Event | None = ...,
     ) -> Frame: ...
 
     def fetch(
@@ -470,6 +536,7 @@ class Client:
         progress: bool | ProgressCallback | None = None,
         with_price: bool = False,
         output: str = "pandas",
+        cancel: threading.Event | None = None,
     ) -> Frame:
         """Fetch a query as a pandas DataFrame (or, with ``output``, a Polars
         DataFrame or an Arrow table).
@@ -495,26 +562,56 @@ class Client:
                 is tz-aware UTC in all three; the ``attrs`` above are in ``df.attrs``,
                 in the Arrow schema metadata, and for all three at
                 :func:`aperiodic_jupyter.provenance` (see :mod:`.output`).
+            cancel: an event that, once set (from any thread), cancels this call only:
+                it raises :class:`~aperiodic_jupyter.FetchCancelled` within about 0.2 s;
+                months finished before it stay cached. ``source.cancel()`` cancels
+                every call on the source instead.
+
+        A pandas frame is built month by month, each month decoded a few columns at a
+        time straight into the frame's columns (:func:`~.frame.months_to_frame`), so a
+        fetch holds about the frame plus the months' file bytes at its peak.
         """
         output = check_output(output)  # before any download: a typo or no Polars fails at once
         if with_price and query.metric != "flow":
             raise QueryError(f"with_price joins price onto flow; the {query.metric!r} metric has no price join")
-        table, origin = self.fetch_table(query, refresh=refresh, progress=progress)
-        attrs = self._attrs(query, origin, table)
+        parts, origin = self._months(query, refresh, progress, cancel)
+        if output == "pandas" and not with_price:
+            df = months_to_frame(list(parts.items()), query)
+            if df is None:  # columns or order the month-by-month build does not handle
+                df = table_to_frame(_assemble(parts, query))
+            del parts
+            first = last = None
+            if TIME in df.columns and len(df):
+                first, last = df[TIME].iloc[0], df[TIME].iloc[-1]
+            df.attrs.update(self._attrs(query, origin, first, last))
+            return df
+        table = _assemble(parts, query)
+        del parts
+        attrs = self._attrs(query, origin, *_time_bounds(table))
         if with_price:
-            table, attrs["price"] = self._join_price(query, table, refresh, progress)
+            table, attrs["price"] = self._join_price(query, table, refresh, progress, cancel)
         return convert(table, attrs, output)
 
     def _join_price(
-        self, query: Query, flow: pa.Table, refresh: bool, progress: bool | ProgressCallback | None
+        self,
+        query: Query,
+        flow: pa.Table,
+        refresh: bool,
+        progress: bool | ProgressCallback | None,
+        cancel: threading.Event | None = None,
     ) -> tuple[pa.Table, dict[str, Any]]:
         """``flow`` with the price of the same query joined on ``time`` (in Arrow, for
         every output: :mod:`.price`), and the provenance's ``price`` record."""
         try:
             # One bar per call: the price months (few, small) show no second bar.
             price, _ = self.fetch_table(
-                dataclasses.replace(query, metric="ohlcv"), refresh=refresh, progress=progress if callable(progress) else None
+                dataclasses.replace(query, metric="ohlcv"),
+                refresh=refresh,
+                progress=progress if callable(progress) else None,
+                cancel=cancel,
             )
+        except FetchCancelled:
+            raise
         except AperiodicError as exc:  # the flow is what was asked for: never lose it
             return join_price(flow, None, error=str(exc))
         return join_price(flow, price, source=self.source.name)
@@ -524,12 +621,10 @@ class Client:
         loop (Jupyter's included) keeps running."""
         return await asyncio.to_thread(lambda: self.fetch(query, **kwargs))
 
-    def _attrs(self, query: Query, origin: dict[str, str], table: pa.Table) -> dict[str, Any]:
+    def _attrs(self, query: Query, origin: dict[str, str], first: Any, last: Any) -> dict[str, Any]:
+        """The provenance of a frame whose bars run from ``first`` to ``last`` (``None``
+        for none)."""
         simulated = bool(getattr(self.source, "simulated", False))
-        first = last = None
-        if TIME in table.column_names and table.num_rows:
-            bounds = pc.min_max(table.column(TIME))
-            first, last = bounds["min"].as_py(), bounds["max"].as_py()
         return {
             "query": query.to_dict(),
             "source": self.source.name,
@@ -599,6 +694,39 @@ class Client:
     ) -> Frame:
         """Price bars; see :func:`aperiodic_jupyter.get_ohlcv`."""
         return self.get_metrics("ohlcv", exchange, symbol, interval, start, end, **options)
+
+
+def _assemble(parts: dict[Month, MonthData], query: Query) -> pa.Table:
+    """The months decoded, trimmed and stacked (:func:`.frame.assemble`); an empty
+    flow result has the flow columns."""
+    table = assemble([(month, data.table()) for month, data in parts.items()], query)
+    if table.num_rows == 0 and query.metric == "flow":
+        table = FLOW_FILE_SCHEMA.empty_table()
+    return table
+
+
+def _time_bounds(table: pa.Table) -> tuple[Any, Any]:
+    """The first and last bar time of a table (``None`` without bars)."""
+    if TIME not in table.column_names or not table.num_rows:
+        return None, None
+    bounds = pc.min_max(table.column(TIME))
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def _raise_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise FetchCancelled("the fetch was cancelled; months finished before it are kept")
+
+
+def _result(fut: Future[MonthData], cancel: threading.Event | None) -> MonthData:
+    """A month another thread is downloading, waited for while ``cancel`` is not set."""
+    if cancel is None:
+        return fut.result()
+    while True:
+        try:
+            return fut.result(timeout=_CANCEL_POLL)
+        except FutureTimeout:
+            _raise_if_cancelled(cancel)
 
 
 class FetchOptions(TypedDict, total=False):
