@@ -9,7 +9,8 @@
 // live chart's tail also drops the rows before its window, `keep`).
 // What the page sends back: `brush` ([start, end] in epoch ms, [] when cleared), `drawn`
 // (the chart number it has drawn: marimo re-runs dependent cells when the page writes a
-// trait), `to_python`, and messages for exports.
+// trait), `to_python`, and messages for exports (PNG and SVG rendered here, with their
+// bytes when the kernel writes them).
 
 const BRUSH_WAIT_MS = 250; // a drag sends one brush, when it pauses
 
@@ -88,11 +89,23 @@ function download(bytes, filename, mime) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+// PNG and SVG are the chart as the page shows it, brush and labels included, rendered by
+// its own Vega view (so they need nothing in the kernel); the PNG at twice the size.
+const PNG_SCALE = 2;
+const IMAGE_MIME = { png: "image/png", svg: "image/svg+xml" };
+
+async function renderImage(view, format) {
+  if (format === "svg") return new TextEncoder().encode(await view.toSVG());
+  const url = await view.toImageURL("png", PNG_SCALE); // a data: URL, base64
+  return Uint8Array.from(atob(url.slice(url.indexOf(",") + 1)), (c) => c.charCodeAt(0));
+}
+
 // VS Code's notebook webviews do not save a download the way a browser tab does: there
 // the export bar writes files through the kernel by default.
 const IN_VSCODE = /\b(Code|Electron)\//.test(navigator.userAgent) || typeof globalThis.acquireVsCodeApi === "function";
 
-function exportBar(model, bytesOf) {
+// `currentView()`: the Vega view on screen, or null while none is drawn.
+function exportBar(model, bytesOf, currentView) {
   const bar = element("div", "apj-export");
   const scope = element("select", "apj-scope");
   scope.title = "Export the whole frame or only the brushed range";
@@ -114,6 +127,30 @@ function exportBar(model, bytesOf) {
     status.textContent = `preparing ${format}…`;
     model.send({ type: "export", format, scope: scope.value, dest: dest.value });
   };
+  // Rendered here; then downloaded, or sent to the kernel to write (the same name and
+  // folder as its own exports), as the data exports go.
+  const image = (format) => async () => {
+    const view = currentView();
+    if (!view) {
+      status.textContent = "error: the chart is not drawn yet";
+      return;
+    }
+    status.textContent = `preparing ${format}…`;
+    try {
+      const bytes = await renderImage(view, format);
+      if (dest.value === "file") {
+        model.send({ type: "image", format, scope: scope.value }, undefined, [bytes]);
+      } else {
+        const stems = model.get("file_stems") || {};
+        const filename = `${stems[scope.value] || stems.full || "chart"}.${format}`;
+        download(bytes, filename, IMAGE_MIME[format]);
+        status.textContent = `downloaded ${filename} (${bytes.length.toLocaleString()} bytes)`;
+      }
+    } catch (error) {
+      status.textContent = `error: ${error.message}`;
+      console.error("aperiodic-jupyter:", error);
+    }
+  };
   const name = element("input", "apj-varname");
   name.placeholder = "variable name";
   name.value = model.get("variable");
@@ -134,8 +171,8 @@ function exportBar(model, bytesOf) {
     scope,
     button("CSV", "Export the data as CSV", ask("csv")),
     button("Parquet", "Export the data as Parquet", ask("parquet")),
-    button("PNG", "Export the chart as PNG", ask("png")),
-    button("SVG", "Export the chart as SVG", ask("svg")),
+    button("PNG", "Export the chart as shown (brush included) as PNG", image("png")),
+    button("SVG", "Export the chart as shown (brush included) as SVG", image("svg")),
     dest,
     name,
     toVariable,
@@ -176,11 +213,11 @@ export function renderPanel(model, el, options) {
   const summary = element("div", "apj-summary");
   const chart = element("div", "apj-chart");
   const message = element("div", "apj-chart-message");
-  const { bar, showBrush } = exportBar(model, options.bytesOf);
+  let embedded = null; // vega-embed's result for the chart on screen
+  const { bar, showBrush } = exportBar(model, options.bytesOf, () => embedded && embedded.view);
   if (options.summary !== false) el.append(summary);
   el.append(message, chart, bar);
 
-  let embedded = null; // vega-embed's result for the chart on screen
   let brushTimer = null;
   let queue = Promise.resolve();
 

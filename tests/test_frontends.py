@@ -1,6 +1,6 @@
 """The product in the front ends beside JupyterLab, in a real browser (Debian's Chromium
 driven by Playwright), as a user meets it: Notebook 7 (the ``%flow`` chart, its CSV
-export, the explorer's Load) and Voila (a tutorial rendered as a dashboard, the explorer's
+export, its PNG and SVG rendered in the page, the explorer's Load) and Voila (a tutorial rendered as a dashboard, the explorer's
 Load there). One server and one page per front end: a kernel start is the costly part.
 
 Everything these tests look for is named once, in the selectors below, and is what a user
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ".apj-summary"  # the summary line: query, rows, source, SIMULATED
 EXPLORER = ".apj-explorer"  # the explorer's form
 SYMBOL_INPUT = "input.apj-symbol"  # the explorer's symbol field
-LOAD, CSV = "Load", "CSV"  # button labels
+LOAD, CSV, PNG, SVG = "Load", "CSV", "PNG", "SVG"  # button labels
+EXPORT_STATUS, EXPORT_DEST = ".apj-export-status", "select.apj-dest"  # the export bar's status line, where files go
 CELL = ".jp-Cell"  # a notebook cell, in Notebook 7 and in Voila's lab template
 VEGA_MARKS = "canvas.marks, svg.marks"  # what Vega draws into
 RUN_MENU, RUN_ALL = "text=Run", "text=Run All Cells"  # Notebook 7's menu
@@ -140,6 +141,36 @@ def test_notebook7_csv_export_downloads_every_bar(notebook7):
     assert times[0] == datetime(first.year, first.month, first.day, tzinfo=UTC)
     assert all(b - a == timedelta(hours=1) for a, b in pairwise(times))
     assert all(float(r["taker_buy_volume"]) >= 0 and float(r["taker_sell_volume"]) >= 0 for r in rows)
+    assert not tab.unexpected_errors()
+
+
+def test_notebook7_png_and_svg_are_rendered_in_the_page(notebook7):
+    """The chart as shown, rendered by its Vega view: downloaded, or written by the kernel."""
+    tab, cells = notebook7
+    magic = cells["magic"]
+    tab.drawn(magic, TIMEOUT_S)
+    status = magic.locator(EXPORT_STATUS)
+    stem = "binance-futures_perpetual-BTC-USDT-USDT_1h_2024-01-01_2024-02-29"
+    with tab.page.expect_download(timeout=60_000) as download:
+        magic.get_by_role("button", name=PNG, exact=True).click()
+    png = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename == f"{stem}.png"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, len(png)
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 1000 and height > 1000, (width, height)  # the whole chart, at twice its size
+    assert status.inner_text() == f"downloaded {stem}.png ({len(png):,} bytes)"
+    with tab.page.expect_download(timeout=60_000) as download:
+        magic.get_by_role("button", name=SVG, exact=True).click()
+    svg = Path(download.value.path()).read_text(encoding="utf-8")
+    assert download.value.suggested_filename == f"{stem}.svg"
+    assert svg.lstrip().startswith("<svg") and "binance-futures perpetual-BTC-USDT:USDT 1h" in svg and "SIMULATED" in svg
+    # "save to kernel folder" (VS Code's default): the page's bytes go to the kernel, which writes them.
+    magic.locator(EXPORT_DEST).select_option("file")
+    magic.get_by_role("button", name=PNG, exact=True).click()
+    tab.page.wait_for_function("(el) => el.textContent.startsWith('saved ')", arg=status.element_handle(), timeout=60_000)
+    saved = Path(status.inner_text().removeprefix("saved ").rsplit(" (", 1)[0])
+    assert saved.name == f"{stem}.png" and saved.read_bytes()[:8] == png[:8] and saved.stat().st_size > 20_000
+    magic.locator(EXPORT_DEST).select_option("download")
     assert not tab.unexpected_errors()
 
 

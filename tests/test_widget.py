@@ -94,6 +94,9 @@ def test_brush_reaches_the_explorer():
     w.set_state({"brush": [lo.value // 10**6, hi.value // 10**6]})  # what the page writes on a drag
     assert w.brush_range == (lo, hi) and w.panel.brush_range == (lo, hi)
     assert len(w.brushed) == 12
+    # The names the page gives the PNG and SVG it renders, as the kernel names its files.
+    assert w.file_stems == {"full": w.filename("png")[: -len(".png")], "brush": w.filename("png", "brush")[: -len(".png")]}
+    assert w.file_stems["brush"].endswith("_20240110T0000-20240110T1100")
 
 
 def test_cancel_stops_a_stalled_load_at_once_and_keeps_nothing_partial(api, make_client):

@@ -32,7 +32,7 @@ import traitlets
 
 from .chart_data import pack_records, pack_spec
 from .charts import FLOW_DATASET, MAX_POINTS, flow_chart
-from .export import MIME, chart_png, chart_svg, to_csv_bytes, to_parquet_bytes
+from .export import MIME, chart_png, chart_svg, check_image, to_csv_bytes, to_parquet_bytes
 from .namespace import check_variable_name, ipython_namespace
 from .summary import summary_line
 from .vega_library import VegaLibrary, js_path, library_code, shared_library
@@ -85,6 +85,10 @@ class ChartWidget(anywidget.AnyWidget):
     #: True where "to variable" can bind a name (IPython); else the bar offers "to Python".
     has_namespace = traitlets.Bool(False).tag(sync=True)
     vega_version = traitlets.Unicode("").tag(sync=True)
+    #: The export's file name without its extension, per scope (``{"full": ...,
+    #: "brush": ...}``, the brush's while brushed): the page names the PNG and SVG it
+    #: renders and downloads with it, kernel or not.
+    file_stems: traitlets.Dict[str, str] = traitlets.Dict().tag(sync=True)
     _vega = traitlets.Instance(VegaLibrary, allow_none=True).tag(sync=True, **widgets.widget_serialization)
 
     # Page -> kernel: the writes marimo re-runs dependent cells on.
@@ -214,16 +218,29 @@ class ChartWidget(anywidget.AnyWidget):
 
     def filename(self, ext: str, scope: str = "full") -> str:
         """The export's file name: venue, symbol, interval and the range (or the brush)."""
+        return f"{self._stem(scope)}.{ext}"
+
+    def _stem(self, scope: str) -> str:
         q = _query_of(self.df.attrs if self.df is not None else {})
         if scope == "brush" and self.brush_range is not None:
             span = f"{self.brush_range[0]:%Y%m%dT%H%M}-{self.brush_range[1]:%Y%m%dT%H%M}"
         else:
             span = f"{q.get('start', '')}_{q.get('end', '')}"
-        stem = "_".join(_safe(str(x)) for x in (q.get("exchange", "flow"), q.get("symbol", ""), q.get("interval", ""), span) if x)
-        return f"{stem}.{ext}"
+        return "_".join(_safe(str(x)) for x in (q.get("exchange", "flow"), q.get("symbol", ""), q.get("interval", ""), span) if x)
+
+    @traitlets.observe("df", "brush_range")
+    def _name_files(self, _change: dict[str, Any]) -> None:
+        stems = {"full": self._stem("full")}
+        if self.brush_range is not None:
+            stems["brush"] = self._stem("brush")
+        self.file_stems = stems
 
     def export_bytes(self, fmt: str, scope: str = "full") -> tuple[bytes, str, str]:
-        """``(bytes, filename, mime type)`` for ``csv``, ``parquet``, ``png`` or ``svg``."""
+        """``(bytes, filename, mime type)`` for ``csv``, ``parquet``, ``png`` or ``svg``.
+
+        PNG and SVG are rendered here by vl-convert, the ``export`` extra (without it,
+        :class:`~.export.ExportExtraMissing`); the chart's own buttons render them in the
+        page instead, as shown, brush included."""
         if fmt == "csv":
             raw = to_csv_bytes(self._frame(scope))
         elif fmt == "parquet":
@@ -239,7 +256,13 @@ class ChartWidget(anywidget.AnyWidget):
     def save(self, fmt: str, scope: str = "full", folder: str | os.PathLike[str] | None = None) -> Path:
         """Write the export into ``folder`` (the kernel's working folder by default) and
         return its path; an existing file is never overwritten (``name-1.csv`` ...)."""
-        raw, name, _ = self.export_bytes(fmt, scope)
+        raw, _, _ = self.export_bytes(fmt, scope)
+        return self.save_bytes(raw, fmt, scope, folder)
+
+    def save_bytes(self, raw: bytes, fmt: str, scope: str = "full", folder: str | os.PathLike[str] | None = None) -> Path:
+        """Write ``raw``, an export made elsewhere (the PNG or SVG the page rendered), as
+        :meth:`save` writes its own: the same name and folder, never overwriting."""
+        name = self.filename(fmt, scope)
         target = Path(folder) if folder is not None else Path.cwd()
         path = target / name
         stem, suffix = path.stem, path.suffix
@@ -276,7 +299,7 @@ class ChartWidget(anywidget.AnyWidget):
         except ValueError as exc:
             self.send({"type": "status", "text": f"error: {exc}"})
 
-    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+    def _on_message(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         try:
             kind = content.get("type")
             scope = str(content.get("scope", "full"))
@@ -288,6 +311,12 @@ class ChartWidget(anywidget.AnyWidget):
                 else:
                     raw, filename, mime = self.export_bytes(fmt, scope)
                     self.send({"type": "file", "filename": filename, "mime": mime, "size": len(raw)}, buffers=[raw])
+            elif kind == "image":  # a PNG or SVG the page rendered, to write here
+                fmt = str(content.get("format"))
+                if not buffers:
+                    raise ValueError(f"the page sent no {fmt.upper()} image")
+                path = self.save_bytes(check_image(bytes(buffers[0]), fmt), fmt, scope)
+                self.send({"type": "status", "text": f"saved {path} ({path.stat().st_size:,} bytes)"})
             elif kind == "variable":
                 if self._user_namespace() is None:  # the page thought IPython was there
                     self._to_python({"new": {"scope": scope}})
