@@ -1,14 +1,16 @@
 """The browser's share: how long users wait in JupyterLab + Chromium once the kernel has the data.
 
-    .venv/bin/python benchmarks/browser_bench.py            # every case, 5 runs each (about 5 minutes)
-    .venv/bin/python benchmarks/browser_bench.py --quick    # one run of %flow, 3 months of 1h: the smoke test
-    .venv/bin/python benchmarks/browser_bench.py --profile DIR   # and CPU profiles of a year of 1m and a brush
+    .venv/bin/python benchmarks/browser_bench.py                 # every case, 5 runs each (10-15 minutes)
+    .venv/bin/python benchmarks/browser_bench.py --max-load 2.5  # each run waits up to 90 s for a calm machine
+    .venv/bin/python benchmarks/browser_bench.py --quick         # one run of %flow, 3 months of 1h (about a minute)
+    .venv/bin/python benchmarks/browser_bench.py --profile DIR   # and CPU profiles (DevTools format) of the draws and a brush
 
 JupyterLab and Debian's Chromium are started as the browser tests start them
 (``tests/browser_harness.py``). Every case is its own notebook and kernel, on the demo
 source (simulated, no network). The measured cell or click runs once as a warm-up (the
 page imports Vega, the kernel fills its memory cache), then ``--runs`` times; every
-figure is the median of those runs, each of which also records ``/proc/loadavg``.
+figure is the median of those runs, each of which also records ``/proc/loadavg``
+(the machine may be shared: ``--max-load`` waits for a calm one before each run).
 
 What is timed, and with whose clock (kernel and page share the machine's wall clock):
 
@@ -23,8 +25,10 @@ What is timed, and with whose clock (kernel and page share the machine's wall cl
   spec), compile (Vega-Lite to Vega, parse), view set-up, dataflow (transforms,
   scales, layout) and canvas drawing.
 - brush: a drag across the overview strip of a year of 1m bars, one pointer move per
-  frame; from each move's event time to the end of the Vega run it started (every
-  panel is one view, so one run redraws them all).
+  frame; from each move's event time to the end of the render that shows it (every
+  panel is one Vega view, so one render redraws them all).
+- what if: the same chart's Vega-Lite spec, changed (:data:`VARIANTS`), drawn and
+  brushed by the page's own ``vegaEmbed``; and what the chart's rows cost in Altair.
 
 Targets (issue 14): a year of 1m bars drawn ≤ 2 s after the kernel has the data; a
 brush redraw ≤ 100 ms. Nothing here asserts on time; the tables say met or missed.
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -264,8 +269,9 @@ class Record:
         offsets = sorted(e["wall"] - e["t"] for e in self.events + self.msgs if "t" in e)
         return t + offsets[len(offsets) // 2]
 
-    def after(self, kind: str, t: float, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == kind and e["t0"] >= t and all(e.get(k) == v for k, v in match.items())]
+    def after(self, kind: str, t: float) -> list[dict[str, Any]]:
+        """The page's events of ``kind`` that began at or after page time ``t``."""
+        return [e for e in self.events if e["kind"] == kind and e["t0"] >= t]
 
 
 @dataclass
@@ -280,7 +286,6 @@ class Draw:
     browser: float  # arrived → last render of the new view
     total: float  # request → last render
     after_data: float  # the kernel has the data → last render
-    idle: float | None  # request → kernel idle (%flow only)
     payload_kb: float
     rows: int
     stages: dict[str, float] = field(default_factory=dict)  # the browser's part
@@ -326,17 +331,6 @@ def measure_draw(rec: Record, request_wall: float, request_t: float) -> Draw:
         "drawing": first_render["t"] - first_render["t0"],
         "later runs": last - first_render["t"],
     }
-    idle = next(
-        (
-            kernel_ms(m["date"])
-            for m in rec.msgs
-            if m["dir"] == "in"
-            and m.get("status") == "idle"
-            and m["t"] >= request_t
-            and m.get("parent") == _request_id(rec, request_t)
-        ),
-        None,
-    )
     last_wall = rec.wall(last)
     return Draw(
         load=rec.load,
@@ -347,17 +341,11 @@ def measure_draw(rec: Record, request_wall: float, request_t: float) -> Draw:
         browser=last - state["t"],
         total=last_wall - request_wall,
         after_data=last_wall - data_at,
-        idle=None if idle is None else idle - request_wall,
         payload_kb=state["bytes"] / 1000,
         rows=int(embed.get("rows", 0)),
         stages=stages,
         kernel_stages=kernel_stages,
     )
-
-
-def _request_id(rec: Record, request_t: float) -> str | None:
-    sent = [m for m in rec.msgs if m["dir"] == "out" and m.get("type") == "execute_request" and m["t"] >= request_t - 1]
-    return sent[0]["id"] if sent else None
 
 
 @dataclass
@@ -471,7 +459,8 @@ class Bench:
         lines = self.kernel_log.read_text().splitlines() if self.kernel_log.exists() else []
         kernel = [json.loads(line) for line in lines[self.kernel_seen :]]
         self.kernel_seen = len(lines)
-        return Record(data["msgs"], data["events"], data["inputs"], kernel, load)
+        # The higher of the load at the run's start and at its end: others' jobs start mid-run too.
+        return Record(data["msgs"], data["events"], data["inputs"], kernel, max(load, loadavg()))
 
     def new_view_drawn(self, page: Any, scope: Any, views_before: int) -> None:
         page.wait_for_function(f"() => window.__apjVegaViews.length > {views_before}", timeout=TIMEOUT_MS)
@@ -542,7 +531,7 @@ class FlowCase:
     draws: list[Draw]
     drags: list[Drag]
     variants: dict[str, Variant]
-    altair: dict[str, list[float]]
+    altair: tuple[dict[str, list[float]], list[float]]  # ms per step, and the load averages meanwhile
 
 
 def flow_case(bench: Bench, label: str, runs: int, profile: Path | None, what_if: bool) -> FlowCase:
@@ -562,7 +551,7 @@ def flow_case(bench: Bench, label: str, runs: int, profile: Path | None, what_if
                 lo = 0.1 + 0.15 * (i % 5)
                 drags.append(bench.drag(page, cell, lo, lo + 0.12))
                 print(f"  brush drag {i + 1}: {_median(drags[-1].redraws):.0f} ms per redraw", file=sys.stderr, flush=True)
-        variants, altair = spec_variants(page, interval, rng, runs) if what_if else ({}, {})
+        variants, altair = spec_variants(page, interval, rng, runs) if what_if else ({}, ({}, []))
         if profile is not None:
             with cpu_profile(page, profile / f"flow-{interval}-draw.cpuprofile"):
                 bench.run_cell(page, cell)
@@ -594,19 +583,45 @@ def explorer_case(bench: Bench, label: str, runs: int) -> list[Draw]:
 
 # -- what if the chart were built otherwise: the same chart's spec, changed, drawn in the same page --
 
-TIME_TIP_UNIT = "utcyearmonthdatehoursminutes"
-TIME_TIP_FORMAT = "%b %d, %Y %H:%M"  # what Vega-Lite shows for that time unit by default
+TIME_TIP_UNIT = "utcyearmonthdatehoursminutes"  # the bar-start tooltip before issue 14
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_TIP_NUMBER = re.compile(rf"^format\(datum\[({_STRING})\], ({_STRING})\)$")
+_TIP_TIME = re.compile(rf"^utcFormat\(datum\[({_STRING})\], {_STRING}\)$")
+
+
+def _tip_calcs(spec: Any) -> dict[str, tuple[str, str | None]]:
+    """Every tooltip text the spec computes (``formatted_tips``, ``time_tip`` in
+    charts.py): ``{"tip_x": (field, d3 format, or None for the bar's start)}``."""
+    found: dict[str, tuple[str, str | None]] = {}
+    if isinstance(spec, list):
+        for v in spec:
+            found |= _tip_calcs(v)
+    elif isinstance(spec, dict):
+        for k, v in spec.items():
+            if k != "datasets":
+                found |= _tip_calcs(v)
+        name, expr = str(spec.get("as", "")), str(spec.get("calculate", ""))
+        if name.startswith("tip_"):
+            number, when = _TIP_NUMBER.match(expr), _TIP_TIME.match(expr)
+            if number:
+                found[name] = (json.loads(number[1]), json.loads(number[2]))
+            elif when:
+                found[name] = (json.loads(when[1]), None)
+    return found
 
 
 def _tooltips(spec: Any, change: Any) -> Any:
-    """``spec`` with every encoding's tooltip list replaced by ``change(list)`` (None drops it)."""
+    """``spec`` without its tooltip-text transforms, every encoding's tooltip list
+    replaced by ``change(list)`` (None drops it)."""
     if isinstance(spec, list):
         return [_tooltips(v, change) for v in spec]
     if not isinstance(spec, dict):
         return spec
-    out = {k: _tooltips(v, change) for k, v in spec.items() if k != "datasets"}
-    if "datasets" in spec:
-        out["datasets"] = spec["datasets"]
+    out = {k: (_tooltips(v, change) if k != "datasets" else v) for k, v in spec.items()}
+    if isinstance(out.get("transform"), list):
+        out["transform"] = [t for t in out["transform"] if not str(t.get("as", "")).startswith("tip_")]
+        if not out["transform"]:
+            del out["transform"]
     enc = out.get("encoding")
     if isinstance(enc, dict) and "tooltip" in enc:
         new = change(enc["tooltip"])
@@ -614,33 +629,43 @@ def _tooltips(spec: Any, change: Any) -> Any:
     return out
 
 
-def _fixed_time_format(tips: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**t, "format": TIME_TIP_FORMAT} if t.get("timeUnit") == TIME_TIP_UNIT and "format" not in t else t for t in tips]
+def _formatted_per_redraw(spec: dict[str, Any]) -> dict[str, Any]:
+    """The tooltips as before issue 14: each line formatted by the mark, per item and
+    redraw (``alt.Tooltip(field, format=...)``; the bar's start through its time unit)."""
+    calcs = _tip_calcs(spec)
+
+    def line(tip: dict[str, Any]) -> dict[str, Any]:
+        if tip.get("field") not in calcs:
+            return tip
+        field, fmt = calcs[tip["field"]]
+        if fmt is None:
+            return {"field": field, "timeUnit": TIME_TIP_UNIT, "type": "temporal", "title": tip["title"]}
+        # A field's name is its default title: the chart before gave none then.
+        return {"field": field, "type": "quantitative", "format": fmt} | (
+            {"title": tip["title"]} if tip["title"] != field else {}
+        )
+
+    return _tooltips(spec, lambda tips: [line(t) for t in tips])
 
 
-def _aria_off(spec: dict[str, Any]) -> dict[str, Any]:
-    """Vega-Lite's ``config.aria = false``: no ARIA description encoded per item (a
-    canvas has no ARIA attributes to put it in)."""
-    return {**spec, "config": {**spec.get("config", {}), "aria": False}}
+def _described_per_item(spec: dict[str, Any]) -> dict[str, Any]:
+    """Vega-Lite's default ARIA description, as before issue 14: every encoded field of
+    every item, formatted, per item and redraw (the chart gives one fixed line instead)."""
+    config = {**spec.get("config", {})}
+    mark = {k: v for k, v in config.pop("mark", {}).items() if k != "description"}
+    return {**spec, "config": config | ({"mark": mark} if mark else {})}
 
 
-def _no_size_tooltips(spec: dict[str, Any]) -> dict[str, Any]:
-    """No tooltips on the order-size panels (three folded series each: most of the items)."""
-    panels = [_tooltips(p, lambda _tips: None) if "order-size" in str(p.get("title", "")) else p for p in spec.get("vconcat", [])]
-    return {**spec, "vconcat": panels}
-
-
-#: The chart as sent, and as it could be sent: the time tooltip with a fixed format (a
-#: memoised formatter instead of a format string built per item), no ARIA descriptions
-#: (each repeats every tooltip field, formatted again), both, both without the
-#: order-size panels' tooltips, and no tooltips at all (the floor).
+#: The chart as sent; its tooltips as before (formatted by each mark per item, on
+#: every redraw, rather than once per row by a calculate transform); its ARIA
+#: descriptions as before (Vega-Lite's default, every field of every item); both, which
+#: is the chart as it was drawn before issue 14; and no tooltips at all (the floor).
 VARIANTS = {
     "as sent": lambda spec: spec,
-    "time tooltip with a fixed format": lambda spec: _tooltips(spec, _fixed_time_format),
-    "ARIA descriptions off": _aria_off,
-    "both": lambda spec: _aria_off(_tooltips(spec, _fixed_time_format)),
-    "both, no tooltips on the order-size panels": lambda spec: _no_size_tooltips(_aria_off(_tooltips(spec, _fixed_time_format))),
-    "ARIA off, no tooltips (the floor)": lambda spec: _aria_off(_tooltips(spec, lambda _tips: None)),
+    "tooltips formatted per item and redraw (before)": _formatted_per_redraw,
+    "ARIA description per item (before)": _described_per_item,
+    "both: the chart before issue 14": lambda spec: _described_per_item(_formatted_per_redraw(spec)),
+    "no tooltips (the floor)": lambda spec: _tooltips(spec, lambda _tips: None),
 }
 
 # Embed a spec with the page's own chart library (its vegaEmbed), then move the brush
@@ -673,9 +698,12 @@ async ([spec, spans]) => {
 class Variant:
     embeds: list[float]  # vegaEmbed → the view's first run done, ms
     brushes: list[float]  # one brush move's run, ms
+    loads: list[float] = field(default_factory=list)  # the load average between rounds
 
 
-def spec_variants(page: Any, interval: str, rng: str, runs: int) -> tuple[dict[str, Variant], dict[str, list[float]]]:
+def spec_variants(
+    page: Any, interval: str, rng: str, runs: int
+) -> tuple[dict[str, Variant], tuple[dict[str, list[float]], list[float]]]:
     """The chart %flow draws (built here from the same demo months), as sent and changed
     (:data:`VARIANTS`), drawn and brushed ``runs`` times each, interleaved; and what its
     rows cost in Altair here (:func:`rows_in_altair`)."""
@@ -689,22 +717,25 @@ def spec_variants(page: Any, interval: str, rng: str, runs: int) -> tuple[dict[s
     specs = {name: change(spec) for name, change in VARIANTS.items()}
     spans = [(0.1 + 0.05 * k, 0.3 + 0.05 * k) for k in range(6)]
     out = {name: Variant([], []) for name in specs}
+    loads = [loadavg()]
     for _ in range(runs + 1):  # the first round warms up
         for name, s in specs.items():
             got = page.evaluate(EMBED_AND_BRUSH, [s, spans])
             out[name].embeds.append(got["embed"])
             out[name].brushes += got["brush"][1:]  # the first run after embedding also settles the view
+        loads.append(loadavg())
     for v in out.values():
         del v.embeds[0]
         del v.brushes[: len(spans) - 1]
+        v.loads = loads
     return out, rows_in_altair(chart, spec, runs)
 
 
-def rows_in_altair(chart: Any, spec: dict[str, Any], runs: int) -> dict[str, list[float]]:
-    """Milliseconds the chart's rows cost inside Altair, as the kernel builds the chart
-    (rows given with ``.properties``, then ``to_dict()``) and without them (rows set as
-    an attribute, which Altair does not validate; ``to_dict()`` of the chart without
-    rows, the rows put back into the dict). Both give the same spec."""
+def rows_in_altair(chart: Any, spec: dict[str, Any], runs: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Milliseconds the chart's rows cost inside Altair: given as before issue 14 (with
+    ``.properties``, which validates every row, then Altair's ``to_dict()``, which walks
+    and validates them again) and as now (set as an attribute; ``LinkedViews.to_dict``
+    converts the chart without them and puts them back). Both give the same spec."""
     import altair as alt
 
     rows = chart.datasets
@@ -715,26 +746,26 @@ def rows_in_altair(chart: Any, spec: dict[str, Any], runs: int) -> dict[str, lis
         c = bare.copy(deep=False)
         c.datasets = rows
 
-    def without_rows() -> dict[str, Any]:
-        d = bare.to_dict()
-        d["datasets"] = {**d.get("datasets", {}), **rows}
-        return d
+    def altairs() -> dict[str, Any]:
+        return alt.VConcatChart.to_dict(chart)
 
-    if json.dumps(without_rows(), sort_keys=True) != json.dumps(spec, sort_keys=True):
-        raise AssertionError("the chart converted without its rows differs from the chart as sent")
+    if json.dumps(altairs(), sort_keys=True) != json.dumps(spec, sort_keys=True):
+        raise AssertionError("Altair's own to_dict gives another spec than the chart as sent")
     steps: dict[str, Any] = {
-        "rows via .properties (as today)": lambda: bare.properties(datasets=rows),
-        "rows set as an attribute": attach,
-        "to_dict() (as today)": chart.to_dict,
-        "to_dict() without the rows, rows put back": without_rows,
+        "rows via .properties (before)": lambda: bare.properties(datasets=rows),
+        "rows set as an attribute (now)": attach,
+        "Altair's to_dict(): rows walked and validated (before)": altairs,
+        "LinkedViews.to_dict(): rows left out, put back (now)": chart.to_dict,
     }
     out: dict[str, list[float]] = {name: [] for name in steps}
+    loads = [loadavg()]
     for _ in range(runs):
         for name, step in steps.items():
             t0 = time.perf_counter()
             step()
             out[name].append((time.perf_counter() - t0) * 1000)
-    return out
+        loads.append(loadavg())
+    return out, loads
 
 
 def _brief(d: Draw) -> str:
@@ -846,7 +877,7 @@ def stage_section(title: str, rows: dict[str, list[Draw]]) -> Section:
             ]
         )
     sec.notes.append(
-        'Kernel, within "chart built and sent": `chart_for` (Altair), then `to_dict` (with Altair\'s validation), the rows '
+        'Kernel, within "chart built and sent": `chart_for` (Altair), then `to_dict` (Altair validates the spec, not its rows), the rows '
         "as a frame, the spec's gzip and the message, and `pack_spec`. Browser: widget = the state's arrival → the chart's "
         "first gunzip (the widget manager, the output area, the anywidget view); decode = gunzip, rows and spec; compile = "
         "`vegaEmbed` → the Vega view made (Vega-Lite compile, Vega parse); view set-up = → its first run; dataflow = the first "
@@ -882,7 +913,8 @@ def variant_section(label: str, variants: dict[str, Variant]) -> Section:
     sec.notes.append(
         "The chart %flow draws, built in the benchmark's process from the same demo months, handed to the page's own "
         "`vegaEmbed` (no widget, no kernel), then brushed by writing the overview strip's selection store "
-        "(`brush_store`), which is what a drag writes, five spans per embed; variants interleaved."
+        "(`brush_store`), which is what a drag writes, five spans per embed; variants interleaved, so they share the "
+        f"machine's load (1 min: {_load_range(next(iter(variants.values())).loads)})."
     )
     return sec
 
@@ -928,14 +960,16 @@ def drag_section(drags: list[Drag]) -> Section:
     return sec
 
 
-def altair_section(label: str, steps: dict[str, list[float]]) -> Section:
+def altair_section(label: str, steps: dict[str, list[float]], loads: list[float]) -> Section:
     sec = Section(f"What the chart's rows cost in Altair: {label}, in the benchmark's process")
     sec.header = ["step", "runs", "median ms"]
     sec.rows = [[name, str(len(ms)), _ms(ms)] for name, ms in steps.items()]
     sec.notes.append(
-        "`flow_chart` gives the rows with `.properties(datasets=...)`, which validates all of them against the Vega-Lite "
-        "schema; `ChartWidget._draw` then calls `to_dict()`, which walks and validates them again. The rows-free variants "
-        "give the same spec (checked)."
+        "Before issue 14 `flow_chart` gave the rows with `.properties(datasets=...)`, which validates all of them against "
+        "the Vega-Lite schema, and `ChartWidget._draw`'s `to_dict()` walked and validated them again. Now the chart is a "
+        "`LinkedViews` (charts.py) holding the rows as an attribute, and its `to_dict()` converts (and validates) the chart "
+        "without them, then puts them back: the same spec as Altair's own `to_dict()` (checked). Steps interleaved; load "
+        f"(1 min): {_load_range(loads)}."
     )
     return sec
 
@@ -960,9 +994,12 @@ def versions() -> list[str]:
 
 
 def render(sections: list[Section], command: str, loads: list[float]) -> str:
-    out = ["# Browser timing: JupyterLab + Chromium", "", "Reproduce with:", "", f"    {command}", "", *machine(), *versions()]
+    out = ["# Browser timing: JupyterLab + Chromium", "", "Reproduce with:", "", f"    {command}", ""]
+    out += ["Targets met or missed, and why: `browser_analysis.md` (by hand, from these tables and CPU profiles).", ""]
+    out += [*machine(), *versions()]
     out.append(
-        f"- load average (1 min) at each run's start: {min(loads):.1f} to {max(loads):.1f} on 2 cores (the machine is shared)"
+        f"- load average (1 min), the higher of each run's start and end: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
+        "(the machine is shared; `load 1m` in the tables)"
     )
     out.append("")
     for sec in sections:
@@ -1051,8 +1088,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, case in flows.items():
         if case.variants:
             sections.append(variant_section(label, case.variants))
-        if case.altair:
-            sections.append(altair_section(label, case.altair))
+        if case.altair[0]:
+            sections.append(altair_section(label, *case.altair))
     every = [d.load for ds in (*draws.values(), *loads.values()) for d in ds] + [d.load for d in drags]
     command = "python benchmarks/browser_bench.py" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
     command += f" --max-load {args.max_load:g}" if args.max_load is not None else ""

@@ -16,8 +16,9 @@ from the sums, entropy and toxicity are averaged, and the chart says so.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import altair as alt
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "parse_panels",
     "BRUSH",
     "FLOW_DATASET",
+    "LinkedViews",
     "MAX_POINTS",
     "PANELS",
     "DEFAULT_PANELS",
@@ -94,9 +96,12 @@ def downsample(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.DataF
         if pd.Timedelta(r).total_seconds() > bar and span / pd.Timedelta(r).total_seconds() <= max_points
     ]
     rule, label = fits[0] if fits else _RULES[-1]
-    # Sub-day bins align to the epoch (so 4h bars start at 00:00 UTC); pandas aligns day bins itself.
-    grouped = df.set_index("time").resample(rule, **({} if rule.endswith("D") else {"origin": "epoch"}))
     present = [c for c in _ADDITIVE if c in df.columns]
+    # Only the aggregated columns: resampling a whole flow frame (some forty columns)
+    # first copies and consolidates all of them, up to 0.6 s for a year of 1-minute bars.
+    kept = ["time", *present, *(c for c in [*_MEAN, *_PRICE_AGG] if c in df.columns)]
+    # Sub-day bins align to the epoch (so 4h bars start at 00:00 UTC); pandas aligns day bins itself.
+    grouped = df[kept].set_index("time").resample(rule, **({} if rule.endswith("D") else {"origin": "epoch"}))
     out = grouped[present].sum()
     for c in _MEAN:
         if c in df.columns:
@@ -140,6 +145,40 @@ def chart_frame(df: pd.DataFrame, max_points: int = MAX_POINTS) -> tuple[pd.Data
     return out, agg
 
 
+#: A bar's start as tooltips show it: what Vega-Lite writes for a minute time unit.
+TIP_TIME_FORMAT = "%b %d, %Y %H:%M"
+
+
+def time_tip(view: alt.Chart, field: str) -> tuple[alt.Chart, alt.Tooltip]:
+    """``view`` with each bar's start (``field``, epoch ms) written as UTC text
+    (:data:`TIP_TIME_FORMAT`) as its rows arrive, and the tooltip line showing it.
+
+    Why not ``alt.Tooltip("utcyearmonthdatehoursminutes(time):T")``, which shows the
+    same text: Vega-Lite formats it for every item on every redraw, with a format string
+    it builds anew each time (see :func:`formatted_tips`)."""
+    expr = f"utcFormat(datum[{json.dumps(field)}], {json.dumps(TIP_TIME_FORMAT)})"
+    return view.transform_calculate(tip_time=expr), alt.Tooltip("tip_time:N", title="bar start (UTC)")
+
+
+def formatted_tips(view: alt.Chart, lines: Iterable[tuple[str, str, str]]) -> tuple[alt.Chart, list[alt.Tooltip]]:
+    """``view`` with each tooltip line's number written as text as its rows arrive, and
+    the tooltip lines showing them; ``lines`` are ``(field, title, d3 format)``.
+
+    Why: Vega evaluates a mark's tooltip for every item whenever it redraws the mark,
+    and a brush move redraws every panel of a chart (one Vega view): formatting some
+    30,000 numbers and times per move was most of a move's time on a year of 1-minute
+    bars (``benchmarks/browser_analysis.md``). A calculate transform runs when the rows
+    arrive (after a brush filter, when the brushed rows change), so a redraw only looks
+    the text up. The text is what ``alt.Tooltip(field, format=...)`` shows: the same
+    ``format`` call."""
+    calc: dict[str, str] = {}
+    tips: list[alt.Tooltip] = []
+    for field, title, fmt in lines:
+        calc[f"tip_{field}"] = f"format(datum[{json.dumps(field)}], {json.dumps(fmt)})"
+        tips.append(alt.Tooltip(f"tip_{field}:N", title=title))
+    return view.transform_calculate(**calc), tips
+
+
 #: One panel as Altair builds it.
 _View = alt.Chart | alt.LayerChart | alt.FacetChart
 
@@ -156,20 +195,26 @@ class _Context:
     interval: str
     width: int
 
+    def tips(self, view: alt.Chart, *lines: tuple[str, str, str]) -> tuple[alt.Chart, list[alt.Tooltip]]:
+        """``view`` and its tooltip: the bar's start, then ``(field, title, d3
+        format)`` per line, formatted as the rows arrive (:func:`formatted_tips`)."""
+        view, tips = formatted_tips(view, lines)
+        return view, [self.tip, *tips]
+
 
 def _price(c: _Context) -> _View:
     # Candles while each has room to be seen; a close line once they would be slivers.
     title = "Price (quote per base)"
     y = alt.Y("c:Q", title="price (quote)", scale=alt.Scale(zero=False))
-    tips = [c.tip] + [alt.Tooltip(f"{k}:Q", title=name, format=",.6~g") for name, k in _SHORT_PRICE.items()]
+    base, tips = c.tips(c.base, *((k, name, ",.6~g") for name, k in _SHORT_PRICE.items()))
     if len(c.data) <= c.width // 4:
         up = alt.when(alt.datum.c >= alt.datum.o).then(alt.value(BUY_COLOR)).otherwise(alt.value(SELL_COLOR))
         wick = c.base.mark_rule().encode(
             x=c.x, y=alt.Y("l:Q", title="price (quote)", scale=alt.Scale(zero=False)), y2="h:Q", color=up
         )
-        body = c.base.mark_bar().encode(x=c.x, y="o:Q", y2="c:Q", color=up, tooltip=tips)
+        body = base.mark_bar().encode(x=c.x, y="o:Q", y2="c:Q", color=up, tooltip=tips)
         return alt.layer(wick, body).properties(title=f"{title}: candles", height=140)
-    line = c.base.mark_line(strokeWidth=1, color="#333").encode(x=c.x, y=y, tooltip=tips)
+    line = base.mark_line(strokeWidth=1, color="#333").encode(x=c.x, y=y, tooltip=tips)
     return line.properties(title=f"{title}: close", height=140)
 
 
@@ -179,14 +224,9 @@ def _cvd(c: _Context) -> _View:
     cum = c.base.transform_filter(c.brush).transform_window(
         cvd="sum(delta)", cvd_n="sum(dn)", sort=[alt.SortField("time")], frame=[None, 0]
     )
-    base_line = cum.mark_line(strokeWidth=1.5, color="#2166ac").encode(
-        x=c.x,
-        y=alt.Y("cvd:Q", title="CVD (base)", axis=alt.Axis(titleColor="#2166ac")),
-        tooltip=[
-            c.tip,
-            alt.Tooltip("cvd:Q", title="CVD (base)", format=",.4f"),
-            alt.Tooltip("cvd_n:Q", title="CVD (notional)", format=",.0f"),
-        ],
+    tipped, tips = c.tips(cum, ("cvd", "CVD (base)", ",.4f"), ("cvd_n", "CVD (notional)", ",.0f"))
+    base_line = tipped.mark_line(strokeWidth=1.5, color="#2166ac").encode(
+        x=c.x, y=alt.Y("cvd:Q", title="CVD (base)", axis=alt.Axis(titleColor="#2166ac")), tooltip=tips
     )
     notional = cum.mark_line(strokeWidth=1, strokeDash=[4, 2], color="#b35806").encode(
         x=c.x, y=alt.Y("cvd_n:Q", title="CVD (notional, quote)", axis=alt.Axis(titleColor="#b35806", format="~s"))
@@ -199,13 +239,14 @@ def _cvd(c: _Context) -> _View:
 
 
 def _delta(c: _Context) -> _View:
+    base, tips = c.tips(c.base, ("delta", "volume delta (base)", ",.4f"))
     return (
-        c.base.mark_bar()
+        base.mark_bar()
         .encode(
             x=c.x,
             y=alt.Y("delta:Q", title="volume delta (base)"),
             color=alt.when(alt.datum.delta >= 0).then(alt.value(BUY_COLOR)).otherwise(alt.value(SELL_COLOR)),
-            tooltip=[c.tip, alt.Tooltip("delta:Q", title="volume delta (base)", format=",.4f")],
+            tooltip=tips,
         )
         .properties(title="Volume delta per bar (taker buy − sell, base asset)")
     )
@@ -229,11 +270,12 @@ def _volumes(c: _Context) -> _View:
 
 
 def _buy_share(c: _Context) -> _View:
+    base, tips = c.tips(c.base, ("buy_pct", "taker buy share", ".1%"))
     return alt.layer(
-        c.base.mark_line(strokeWidth=1, color="#4c78a8").encode(
+        base.mark_line(strokeWidth=1, color="#4c78a8").encode(
             x=c.x,
             y=alt.Y("buy_pct:Q", title="taker buy share", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            tooltip=[c.tip, alt.Tooltip("buy_pct:Q", title="taker buy share", format=".1%")],
+            tooltip=tips,
         ),
         alt.Chart().mark_rule(strokeDash=[4, 4], color="#666").encode(y=alt.datum(0.5)),
     ).properties(title="Taker buy percentage of volume (50 % = balanced)")
@@ -243,10 +285,10 @@ def _mix(c: _Context, side: str) -> _View:
     # Log scale: large trades carry most notional, so small and medium would vanish
     # in a linear stack; on a log axis each bucket's level and swings stay readable.
     cols: list[Any] = [f"{side}_{size}" for size in SIZES]
+    folded = c.base.transform_fold(cols, as_=["bucket", "notional"]).transform_filter("datum.notional > 0")
+    base, tips = c.tips(folded, ("notional", "notional", ",.0f"))
     return (
-        c.base.transform_fold(cols, as_=["bucket", "notional"])
-        .transform_filter("datum.notional > 0")
-        .mark_line(strokeWidth=1)
+        base.mark_line(strokeWidth=1)
         .encode(
             x=c.x,
             y=alt.Y("notional:Q", scale=alt.Scale(type="log"), title="notional (quote)", axis=alt.Axis(format="~s", tickCount=3)),
@@ -255,7 +297,7 @@ def _mix(c: _Context, side: str) -> _View:
                 scale=alt.Scale(domain=cols, range=SIZE_COLORS),
                 legend=alt.Legend(orient="top", title=None, labelExpr="split(datum.label, '_')[1]"),
             ),
-            tooltip=[c.tip, alt.Tooltip("bucket:N"), alt.Tooltip("notional:Q", format=",.0f")],
+            tooltip=[*tips[:1], alt.Tooltip("bucket:N"), *tips[1:]],
         )
         .properties(
             title=f"{'Buyers' if side == 'buy' else 'Sellers'}' order-size mix: notional by size (small < $100 ≤ medium < $1,000 ≤ large)",
@@ -269,25 +311,19 @@ def _sizes(c: _Context) -> list[_View]:
 
 
 def _toxicity(c: _Context) -> _View:
+    base, tips = c.tips(c.base, ("tox", "toxicity", ".2f"))
     return (
-        c.base.mark_line(strokeWidth=1, color="#7b3294")
-        .encode(
-            x=c.x,
-            y=alt.Y("tox:Q", title="toxicity (z × z)"),
-            tooltip=[c.tip, alt.Tooltip("tox:Q", title="toxicity", format=".2f")],
-        )
+        base.mark_line(strokeWidth=1, color="#7b3294")
+        .encode(x=c.x, y=alt.Y("tox:Q", title="toxicity (z × z)"), tooltip=tips)
         .properties(title="Flow toxicity score", height=80)
     )
 
 
 def _entropy(c: _Context) -> _View:
+    base, tips = c.tips(c.base, ("ent", "entropy", ".3f"))
     return (
-        c.base.mark_line(strokeWidth=1, color="#008837")
-        .encode(
-            x=c.x,
-            y=alt.Y("ent:Q", title="entropy (nats)", scale=alt.Scale(domain=[0, 0.7])),
-            tooltip=[c.tip, alt.Tooltip("ent:Q", title="entropy", format=".3f")],
-        )
+        base.mark_line(strokeWidth=1, color="#008837")
+        .encode(x=c.x, y=alt.Y("ent:Q", title="entropy (nats)", scale=alt.Scale(domain=[0, 0.7])), tooltip=tips)
         .properties(title="Flow entropy (ln 2 ≈ 0.693 = balanced)", height=80)
     )
 
@@ -308,15 +344,8 @@ def _divergence(c: _Context) -> _View:
     pts = c.base.transform_filter(c.brush).transform_calculate(ret="(datum.c / datum.o - 1) * 100")
     x = alt.X("dn:Q", title="volume delta (notional, quote)", axis=alt.Axis(format="~s"))
     y = alt.Y("ret:Q", title="price change (%)")
-    dots = pts.mark_circle(size=14, opacity=0.5, color="#4c78a8").encode(
-        x=x,
-        y=y,
-        tooltip=[
-            c.tip,
-            alt.Tooltip("dn:Q", title="delta (notional)", format=",.0f"),
-            alt.Tooltip("ret:Q", title="change %", format=".3f"),
-        ],
-    )
+    tipped, tips = c.tips(pts, ("dn", "delta (notional)", ",.0f"), ("ret", "change %", ".3f"))
+    dots = tipped.mark_circle(size=14, opacity=0.5, color="#4c78a8").encode(x=x, y=y, tooltip=tips)
     fit = pts.transform_regression("dn", "ret").mark_line(color="#b2182b", strokeWidth=1.5).encode(x=x, y=y)
     return alt.layer(dots, fit).properties(title=divergence_summary(c.data, c.interval), height=180, width=c.width // 2)
 
@@ -369,6 +398,75 @@ _TIME_AXIS = alt.Axis(
 )
 
 
+class LinkedViews(alt.VConcatChart):
+    """A stack of views whose rows live in the top-level ``datasets`` and never pass
+    through Altair's schema checks.
+
+    Altair validates every row it is given, when the rows are set with ``.properties``
+    and again when ``to_dict`` walks and validates the whole spec: seconds for a couple
+    of thousand bars, against milliseconds for the rest of the chart. The rows are JSON
+    numbers, text and nulls from ``DataFrame.to_json``, so checking them finds nothing.
+    Give them to the constructor (``datasets=``) or set them as an attribute
+    (``chart.datasets = {...}``); ``to_dict`` converts the chart without them and puts
+    them back: the same dict Altair's own gives.
+    """
+
+    def __init__(self, vconcat: list[Any], **kwargs: Any) -> None:
+        """Everything at once (``title``, ``resolve``, ``config``, ``datasets`` ...):
+        each ``.properties``/``.configure_*`` call after this makes the chart anew,
+        deep-copying every panel (about 100 ms each for the flow chart). ``datasets`` is
+        kept out of Altair's checks (set after the chart is made)."""
+        datasets = kwargs.pop("datasets", alt.Undefined)
+        super().__init__(vconcat=vconcat, **kwargs)
+        if datasets is not alt.Undefined:
+            self.datasets = datasets
+
+    def to_dict(
+        self,
+        validate: bool = True,
+        *,
+        format: Literal["vega-lite", "vega"] = "vega-lite",
+        ignore: list[str] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The Vega-Lite (or, compiled, Vega) spec, rows included; see the class."""
+        rows = self._get("datasets")
+        # Altair's own path where it does more than convert: a nested chart, or data
+        # pre-transformed by VegaFusion.
+        nested = context is not None and not context.get("top_level", True)
+        if not isinstance(rows, dict) or nested or alt.data_transformers.active == "vegafusion":
+            return super().to_dict(validate, format=format, ignore=ignore, context=context)
+        bare = self.copy(deep=False)
+        bare.datasets = alt.Undefined
+        spec = super(LinkedViews, bare).to_dict(validate, ignore=ignore, context=context)
+        # Fresh row dicts, as Altair's walk would make: callers may change the result.
+        spec["datasets"] = {**spec.get("datasets", {}), **{k: [dict(r) for r in v] for k, v in rows.items()}}
+        if format == "vega":
+            compile_spec = alt.vegalite_compilers.get()
+            if compile_spec is None:
+                raise ValueError("No active vega-lite compiler plugin found")
+            return compile_spec(spec)
+        return spec
+
+
+def chart_config(description: str, **extra: Any) -> alt.Config:
+    """The top-level config every linked chart shares: no frame around panels, small
+    axis text, and ``description`` as every mark's ARIA description (SVG only);
+    ``extra`` adds config entries (``title=alt.TitleConfig(...)``).
+
+    Why one fixed description: by default Vega-Lite describes each item (bar, line
+    point) with every field it encodes, formatted; Vega redoes that for every item of
+    every panel on each brush move, over half of a move's time on a year of 1-minute
+    bars (``benchmarks/browser_analysis.md``). The canvas the page draws has no ARIA
+    attributes, and an SVG export keeps its marks' roles ("line mark") and this line."""
+    return alt.Config(
+        view=alt.ViewConfig(stroke=None),
+        axis=alt.AxisConfig(labelFontSize=10, titleFontSize=11),
+        mark=alt.MarkConfig(description=description),
+        **extra,
+    )
+
+
 def overview_strip(base: alt.Chart, brush: alt.Parameter, time_field: str, y: str) -> alt.Chart:
     """The strip under every view: an area of ``y`` over time carrying the brush that
     zooms every panel above it."""
@@ -395,7 +493,7 @@ def flow_chart(
     max_points: int = MAX_POINTS,
     width: int = 720,
     title: str | None = None,
-) -> alt.VConcatChart:
+) -> LinkedViews:
     """The linked views of one symbol's frame (see module docstring and :data:`PANELS`).
 
     Price panels are drawn when the frame has price columns (``with_price=True``);
@@ -426,11 +524,15 @@ def flow_chart(
     # live once, in the top-level datasets; panels refer to them by name (Altair deep-
     # copies every panel while composing, and inline rows would be copied each time).
     records = json.loads(data.to_json(orient="records"))
+    rows = alt.Chart(alt.NamedData(name=FLOW_DATASET)).properties(width=width, height=110)
+    # The bar's start as text, before any panel's own transforms: Vega-Lite computes
+    # it once for every panel (and the folded rows of the order-size panels copy it).
+    base, tip = time_tip(rows, "time")
     ctx = _Context(
-        base=alt.Chart(alt.NamedData(name=FLOW_DATASET)).properties(width=width, height=110),
+        base=base,
         x=alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS),
         brush=brush,
-        tip=alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="bar start (UTC)"),
+        tip=tip,
         data=data,
         interval=agg or str(q.get("interval", "")),
         width=width,
@@ -439,15 +541,12 @@ def flow_chart(
     for name in chosen:
         built = _BUILDERS[name](ctx)
         views += built if isinstance(built, list) else [built]
-    chart = alt.vconcat(*views, overview_strip(ctx.base, brush, "time", f"{_OVERVIEW_FIELD}:Q"), spacing=12)
-    return (
-        chart.properties(
-            datasets={FLOW_DATASET: records},
-            title=alt.TitleParams(
-                heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15
-            ),
-        )
-        .resolve_scale(color="independent")
-        .configure_view(stroke=None)
-        .configure_axis(labelFontSize=10, titleFontSize=11)
+    return LinkedViews(
+        vconcat=[*views, overview_strip(rows, brush, "time", f"{_OVERVIEW_FIELD}:Q")],
+        spacing=12,
+        title=alt.TitleParams(heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15),
+        resolve=alt.Resolve(scale=alt.ScaleResolveMap(color="independent")),
+        config=chart_config(f"{heading}: taker flow per bar; the tooltip gives the values"),
+        # Given here, not through .properties(): that would schema-check every row.
+        datasets={FLOW_DATASET: records},
     )

@@ -29,7 +29,19 @@ import pandas as pd
 
 from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIZES
-from .charts import _RULES, _TIME_AXIS, BRUSH, MAX_POINTS, _bar_seconds, _round, overview_strip
+from .charts import (
+    _RULES,
+    _TIME_AXIS,
+    BRUSH,
+    MAX_POINTS,
+    LinkedViews,
+    _bar_seconds,
+    _round,
+    chart_config,
+    formatted_tips,
+    overview_strip,
+    time_tip,
+)
 from .labels import source_label
 
 __all__ = ["venue_chart", "venue_frame", "VENUE_COLORS"]
@@ -207,7 +219,7 @@ def venue_chart(
     max_points: int = MAX_POINTS,
     width: int = 720,
     title: str | None = None,
-) -> alt.VConcatChart:
+) -> LinkedViews:
     """The venue comparison view of one tidy multi-venue frame (see module docstring).
 
     Args:
@@ -246,27 +258,34 @@ def venue_chart(
         scale=alt.Scale(domain=venues, range=[VENUE_COLORS[i % len(VENUE_COLORS)] for i in range(len(venues))]),
         legend=alt.Legend(orient="top", symbolType="stroke", symbolStrokeWidth=3, labelFontSize=11),
     )
-    tip = [alt.Tooltip("utcyearmonthdatehoursminutes(t):T", title="bar start (UTC)"), alt.Tooltip("v:N", title="venue")]
+
+    def tips(view: alt.Chart, *lines: tuple[str, str, str]) -> tuple[alt.Chart, list[alt.Tooltip]]:
+        # Formatted as the rows arrive, not per item on every redraw (charts.formatted_tips).
+        view, time = time_tip(view, "t")
+        view, tooltip = formatted_tips(view, lines)
+        return view, [time, alt.Tooltip("v:N", title="venue"), *tooltip]
 
     # 1. CVD per venue: the brush keeps the zoomed bars, the window sums each venue's
     #    delta from the first of them, so every line starts at 0 at the left edge.
+    cum, cvd_tips = tips(
+        base.transform_filter(brush).transform_window(cvd="sum(dn)", groupby=["v"], sort=[alt.SortField("t")], frame=[None, 0]),
+        ("cvd", "CVD (notional)", ",.0f"),
+    )
     cvd = (
-        base.transform_filter(brush)
-        .transform_window(cvd="sum(dn)", groupby=["v"], sort=[alt.SortField("t")], frame=[None, 0])
-        .mark_line(strokeWidth=1.5)
-        .encode(
-            x=x,
-            y=alt.Y("cvd:Q", title=f"CVD ({quote})", axis=alt.Axis(format="~s")),
-            color=color,
-            tooltip=tip + [alt.Tooltip("cvd:Q", title="CVD (notional)", format=",.0f")],
-        )
+        cum.mark_line(strokeWidth=1.5)
+        .encode(x=x, y=alt.Y("cvd:Q", title=f"CVD ({quote})", axis=alt.Axis(format="~s")), color=color, tooltip=cvd_tips)
         .properties(title=f"Cumulative volume delta per venue from the first bar in view (notional, {quote})", height=150)
     )
     # 2. Share of all venues' taker volume per bar, stacked: the bands sum to 100 %.
+    shares, share_tips = tips(
+        base.transform_joinaggregate(tot="sum(vol)", groupby=["t"]).transform_calculate(
+            sh="datum.tot > 0 ? datum.vol / datum.tot : null", o=f"indexof({json.dumps(venues)}, datum.v)"
+        ),
+        ("sh", "share", ".1%"),
+        ("vol", f"taker volume ({unit})", ",.0f" if facts["notional"] else ",.4f"),
+    )
     share = (
-        base.transform_joinaggregate(tot="sum(vol)", groupby=["t"])
-        .transform_calculate(sh="datum.tot > 0 ? datum.vol / datum.tot : null", o=f"indexof({json.dumps(venues)}, datum.v)")
-        .mark_area(opacity=0.85, interpolate="step-after")
+        shares.mark_area(opacity=0.85, interpolate="step-after")
         .encode(
             x=x,
             y=alt.Y(
@@ -274,21 +293,18 @@ def venue_chart(
             ),
             color=color,
             order=alt.Order("o:Q"),
-            tooltip=tip
-            + [
-                alt.Tooltip("sh:Q", title="share", format=".1%"),
-                alt.Tooltip("vol:Q", title=f"taker volume ({unit})", format=",.0f" if facts["notional"] else ",.4f"),
-            ],
+            tooltip=share_tips,
         )
         .properties(title=f"Each venue's share of all venues' taker buy + sell volume per bar ({unit})", height=110)
     )
     # 3. Taker buy share per venue around the balanced line.
+    buys, buy_tips = tips(base, ("bp", "taker buy share", ".1%"))
     buy_share = alt.layer(
-        base.mark_line(strokeWidth=1, opacity=0.85).encode(
+        buys.mark_line(strokeWidth=1, opacity=0.85).encode(
             x=x,
             y=alt.Y("bp:Q", title="taker buy share", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
             color=color,
-            tooltip=tip + [alt.Tooltip("bp:Q", title="taker buy share", format=".1%")],
+            tooltip=buy_tips,
         ),
         alt.Chart().mark_rule(strokeDash=[4, 4], color="#666").encode(y=alt.datum(0.5)),
     ).properties(title="Taker buy percentage of volume per venue (50 % = balanced)", height=110)
@@ -296,20 +312,20 @@ def venue_chart(
     # 4. Close per venue: the gap between the lines is the basis; the tooltip gives it
     #    against the mean of the venues' closes in that bar.
     if "c" in data.columns:
-        price = (
+        closes, close_tips = tips(
             base.transform_filter("isValid(datum.c)")
             .transform_joinaggregate(cm="mean(c)", groupby=["t"])
-            .transform_calculate(bs="(datum.c / datum.cm - 1) * 10000")
-            .mark_line(strokeWidth=1.2)
+            .transform_calculate(bs="(datum.c / datum.cm - 1) * 10000"),
+            ("c", "close", ",.7~g"),
+            ("bs", "vs venues' mean (bp)", "+.1f"),
+        )
+        price = (
+            closes.mark_line(strokeWidth=1.2)
             .encode(
                 x=x,
                 y=alt.Y("c:Q", title="close (quote)", scale=alt.Scale(zero=False), axis=alt.Axis(format=",.6~g")),
                 color=color,
-                tooltip=tip
-                + [
-                    alt.Tooltip("c:Q", title="close", format=",.7~g"),
-                    alt.Tooltip("bs:Q", title="vs venues' mean (bp)", format="+.1f"),
-                ],
+                tooltip=close_tips,
             )
             .properties(title="Close per venue (quote per base): the gap between the lines is the basis", height=140)
         )
@@ -318,18 +334,13 @@ def venue_chart(
     # JSON has no NaN: pandas writes null, which Vega skips. The rows live once, in the
     # top-level datasets; every panel refers to them by name.
     records = json.loads(data.to_json(orient="records"))
-    chart = (
-        alt.vconcat(*views, overview, spacing=12)
-        .properties(
-            title=alt.TitleParams(
-                heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15
-            ),
-        )
-        .configure_view(stroke=None)
-        .configure_title(anchor="start")
-        .configure_axis(labelFontSize=10, titleFontSize=11)
+    return LinkedViews(
+        vconcat=[*views, overview],
+        spacing=12,
+        title=alt.TitleParams(heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15),
+        config=chart_config(
+            f"{heading}: taker flow per venue and bar; the tooltip gives the values", title=alt.TitleConfig(anchor="start")
+        ),
+        # Given here, not through .properties(): that would schema-check every row.
+        datasets={_DATASET: records},
     )
-    # Set, not passed through .properties(): that would schema-check every row once
-    # more here (the whole spec is still checked when it is rendered).
-    chart.datasets = {_DATASET: records}
-    return chart
