@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import nbformat
-import pytest
 
 from .test_tutorials import BINDER, clean_env, execute
 
@@ -19,13 +18,12 @@ def printed(cell: nbformat.NotebookNode) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream").strip()
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory) -> nbformat.NotebookNode:
+def run_tutorial(tmp_path) -> nbformat.NotebookNode:
     nb = nbformat.read(TUTORIAL, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    path = tmp_path_factory.mktemp("live-tutorial") / TUTORIAL.name
+    path = tmp_path / TUTORIAL.name
     nbformat.write(nb, path)
-    return execute(path, clean_env(path.parent))
+    return execute(path, clean_env(tmp_path))
 
 
 def cell_after(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode:
@@ -33,12 +31,12 @@ def cell_after(nb: nbformat.NotebookNode, source_start: str) -> nbformat.Noteboo
     return cell
 
 
-def test_the_tutorial_runs_without_an_error_and_stops_everything_it_started(ran):
+def test_the_tutorial_runs_shows_live_charts_and_a_script_loop_and_stops_everything(tmp_path):
+    """One run (a kernel and the sped-up feed cost some 20 s), every cell checked."""
+    ran = run_tutorial(tmp_path)
     assert [o for c in ran.cells for o in c.get("outputs", []) if o.get("output_type") == "error"] == []
-    assert printed(ran.cells[-1]) == "LIVE THREADS []"
 
-
-def test_its_live_chart_gains_bars_says_its_state_and_is_labelled_simulated(ran):
+    # The live chart: a widget, labelled simulated, that gained bars and said its state.
     (shown,) = cell_after(ran, "p = %flow").outputs
     assert "application/vnd.jupyter.widget-view+json" in shown["data"]
     assert shown["data"]["text/plain"].startswith("SIMULATED demo feed · live binance-futures perpetual-BTC-USDT:USDT 1m")
@@ -48,18 +46,19 @@ def test_its_live_chart_gains_bars_says_its_state_and_is_labelled_simulated(ran)
     kept = re.fullmatch(r"stopped · (\d+) bars kept", printed(cell_after(ran, "p.stop()")))
     assert kept and int(kept.group(1)) >= held
 
+    # Two venues on one flow.
+    (result,) = [o for o in cell_after(ran, "venues = %flow").outputs if o.get("output_type") == "execute_result"]
+    counts = dict(re.findall(r"(binance-futures|okx-perps)\s+(\d+)", result["data"]["text/plain"]))
+    assert set(counts) == {"binance-futures", "okx-perps"} and all(int(n) >= 90 for n in counts.values()), counts
 
-def test_its_script_loop_gets_history_then_live_bars_and_ends(ran):
+    # The script loop: history, then live bars, ended by its own bound.
     text = printed(cell_after(ran, "import time"))
     assert text == "30 bars: 10 from history, then 20 live; stopped", text
     lines = printed(cell_after(ran, "for bar in seen")).splitlines()
     assert len(lines) == 3 and all(" BTC live " in line for line in lines), lines
 
-
-def test_its_venues_share_one_flow(ran):
-    (result,) = [o for o in cell_after(ran, "venues = %flow").outputs if o.get("output_type") == "execute_result"]
-    counts = dict(re.findall(r"(binance-futures|okx-perps)\s+(\d+)", result["data"]["text/plain"]))
-    assert set(counts) == {"binance-futures", "okx-perps"} and all(int(n) >= 90 for n in counts.values()), counts
+    # Nothing left running in the kernel.
+    assert printed(ran.cells[-1]) == "LIVE THREADS []"
 
 
 def test_the_tutorial_is_committed_without_outputs():

@@ -188,13 +188,22 @@ BAD_LINES = [
     ("%flow binance BTC 1h 2024-01 --frame", "-f/--frame needs a value"),
     ("%flow binance BTC 1h 2024-01 -f polars --widget", "--widget does not take -f/--frame (the explorer's w.df is pandas"),
     # live: the range word, its options, and what it refuses
-    ("%flow binance BTC 1m live --no-cache -c volumes", "live does not take -c/--columns (p.df holds every column; select from it); --no-cache"),
+    (
+        "%flow binance BTC 1m live --no-cache -c volumes",
+        "live does not take -c/--columns (p.df holds every column; select from it); --no-cache",
+    ),
     ("%flow binance BTC 1m live -t true", "live does not take -t true (the stream's bars are exchange-time bars)"),
     ("%flow binance BTC 1m live --dry-run", "live does not take --dry-run"),
-    ("%flow binance BTC 1m 2024-01 --live", "--live follows the market from now: drop the range '2024-01', or write live in its place"),
+    (
+        "%flow binance BTC 1m 2024-01 --live",
+        "--live follows the market from now: drop the range '2024-01', or write live in its place",
+    ),
     ("%flow binance BTC 1h 2024-01 --history 6h", "--history goes with live, e.g. %flow binance BTC 1m live --history 6h"),
     ("%flow binance BTC 1h 2024-01 --speed 600", "--speed goes with live"),
-    ("%flow binance BTC 1m live --history soon", "--history takes a number of bars (360) or a duration (90m, 6h, 2d, 1w), got 'soon'"),
+    (
+        "%flow binance BTC 1m live --history soon",
+        "--history takes a number of bars (360) or a duration (90m, 6h, 2d, 1w), got 'soon'",
+    ),
     ("%flow binance BTC 1m live --speed 0", "--speed takes a positive factor for the simulated feed"),
     ("%flow binance BTC 1m live --history 20000", "history of 20000 bars is more than the live frame keeps (max_bars=10000)"),
     ("%flow binance BTC 1m live -s preview", "the Aperiodic preview serves files only, not the live stream"),

@@ -17,6 +17,7 @@ import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from aperiodic_jupyter import QueryError, get_flow, settings
@@ -503,6 +504,33 @@ def test_the_ring_keeps_the_newest_bars_and_memory_stays_flat(ws):
     df = live.frame()
     assert df["time"].tolist() == [T(k) for k in range(250, 300)]
     assert late - early < 16 * 1024, (early, late, growth)  # 250 more bars (64 bytes each would fail)
+
+
+def test_the_ring_is_allocated_once_and_its_frames_take_nothing_from_arrows_pool(ws):
+    # A live view builds a frame of the whole ring several times a second, all session
+    # long. Built through Arrow, each frame's buffers came from Arrow's pool, whose
+    # allocator kept tens of MB of them once freed: the resident memory crept up long
+    # after the ring was full (issue 12). The frame is NumPy's memory, and the ring's
+    # arrays are the ones allocated at the start.
+    pool = pa.default_memory_pool()
+    if not hasattr(pool, "num_allocations"):
+        pytest.skip("this pyarrow does not count its pool's allocations")
+    settings.live_max_bars = 50
+    ws.script(Session().ack().bars(*[T(k) for k in range(300)]))
+    live = stream_flow("binance", "BTC", IV, history=0, **FAST)
+    take(live, 20)
+    (series,) = live._series.values()
+    arrays = (series.ring.times.ctypes.data, series.ring.values.ctypes.data)
+    live.frame()
+    taken = len(take(live, 280))
+    before = pool.num_allocations()
+    frames = [live.frame() for _ in range(20)]
+    assert pool.num_allocations() == before  # not one buffer from Arrow's pool
+    assert taken == 280 and (series.ring.times.ctypes.data, series.ring.values.ctypes.data) == arrays
+    assert all(f["time"].tolist() == [T(k) for k in range(250, 300)] for f in frames)
+    # The frame is still get_flow's: dtypes included (an integer column with a missing
+    # value is float64, as Arrow's to_pandas makes it).
+    assert str(frames[0]["time"].dtype) == "datetime64[ns, UTC]" and str(frames[0]["taker_buy_count"].dtype) == "int64"
 
 
 def test_bad_input_is_one_line_before_anything_connects(ws):

@@ -25,7 +25,8 @@ What a consumer sees, :class:`Bar` by :class:`Bar`, per series (venue and symbol
 The bars also go into a ring of the last ``settings.live_max_bars`` bars per series
 (fixed arrays: memory stays flat over a long session); :meth:`LiveFlow.frame` turns it
 into a DataFrame with the columns, dtypes and ``attrs`` of
-:func:`~aperiodic_jupyter.get_flow`.
+:func:`~aperiodic_jupyter.get_flow`, straight from NumPy (a view calls it several
+times a second: see :class:`_FrameLayout`).
 
 Everything network-bound runs in one thread per live flow (an asyncio loop for the
 WebSocket, a worker for REST), so the same object is iterated from a script, from a
@@ -51,15 +52,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from .client import Client
 from .combine import combine, fetch_all, plan_queries
 from .coverage import coverage
 from .errors import AperiodicError, AuthError, FetchCancelled, QueryError, StreamError
-from .live_bars import DTYPES, INTS, Bar, BarValues, GapFill, Origin, clock, fill_text, span_text, ts
+from .live_bars import DTYPES, Bar, BarValues, GapFill, Origin, clock, fill_text, span_text, ts
 from .live_buffers import QUEUE_BARS, Mailbox, Ring
-from .output import convert
 from .query import INTERVALS, Query, interval_ns
 from .schema import FLOW_COLUMNS, PRICE_COLUMNS, TIME
 from .settings import Secret, default_live_history, resolve_api_key, resolve_stream_url, settings
@@ -95,6 +94,55 @@ class _Series:
     last: int | None = None  # µs: the newest bar given
     check_gap: bool = True  # the next flow row is the first since a (re)connection
     pending_price: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+
+class _FrameLayout:
+    """How the ring's columns become a frame's: the frame :func:`~aperiodic_jupyter.
+    get_flow` gives (``to_pandas`` of its Arrow table: ``time`` tz-aware UTC ns, each
+    column the NumPy dtype of its Arrow type, an integer column with a missing value
+    ``float64``), built straight from NumPy, one block per dtype, without Arrow.
+
+    A live view builds a frame a few times a second: through Arrow, each took several
+    buffers from Arrow's pool, whose allocator (mimalloc) kept tens of megabytes of
+    them once freed, so the resident memory crept up long after the ring was full.
+    Here the frame's blocks are the ring's own gathered copies (NumPy's memory, freed
+    as the frame goes), and the column labels are made once."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        groups: dict[np.dtype, list[int]] = {}
+        for j, name in enumerate(columns):
+            groups.setdefault(np.dtype(DTYPES[name].to_pandas_dtype()), []).append(j)
+        self.dtypes = list(groups)
+        #: The ring's rows (columns) of each dtype's block.
+        self.rows = [np.array(rows, dtype=np.intp) for rows in groups.values()]
+        self.names = [TIME, *columns]
+        self.columns = pd.Index(self.names)  # made once: pandas' str labels are Arrow's
+
+    def frame(self, times: np.ndarray, blocks: list[np.ndarray]) -> pd.DataFrame:
+        """The frame of ``times`` (µs) and ``blocks`` (``Ring.snapshot(self.rows)``'s,
+        float64; taken as they are where the dtype is float64)."""
+        placed: list[tuple[Any, np.ndarray]] = []
+        for dtype, rows, block in zip(self.dtypes, self.rows, blocks, strict=True):
+            at = rows + 1  # after `time`
+            if dtype.kind in "iu":
+                missing = np.isnan(block).any(axis=1)
+                if missing.any():  # as to_pandas: an integer column with nulls is float64
+                    placed.append((block[missing], at[missing]))
+                    block, at = block[~missing], at[~missing]
+                if len(at):
+                    placed.append((block.astype(dtype), at))
+            else:
+                placed.append((block if block.dtype == dtype else block.astype(dtype), at))
+        stamps = pd.array(times * 1000, dtype=pd.DatetimeTZDtype("ns", "UTC"), copy=False)
+        try:
+            from pandas.api.internals import create_dataframe_from_blocks
+        except ImportError:  # pandas 2: one block per column, still no copy
+            cols: dict[str, Any] = {TIME: stamps}
+            for block, at in placed:
+                cols.update((self.names[i], block[k]) for k, i in enumerate(at))
+            return pd.DataFrame({n: cols[n] for n in self.names}, copy=False)
+        placed.append((stamps, np.array([0], dtype=np.intp)))
+        return create_dataframe_from_blocks(placed, index=pd.RangeIndex(len(times)), columns=self.columns)
 
 
 # -- the live flow ------------------------------------------------------------------------------
@@ -176,6 +224,7 @@ class LiveFlow:
         self._lock = threading.Lock()  # the rings and the records below, read by frame()
         self._state_lock = threading.RLock()  # reentrant: on_state may call stop()
         self._index = {name: j for j, name in enumerate(self.columns)}
+        self._layout = _FrameLayout(self.columns)
         self._mailbox = Mailbox(QUEUE_BARS * len(self._series))
         self._buffer: deque[Bar] = deque()
         self.gaps: list[tuple[datetime, datetime]] = []
@@ -374,7 +423,7 @@ class LiveFlow:
         (several series: ``exchange`` and ``symbol`` columns, as there); ``time`` is
         tz-aware UTC. ``attrs["live"]`` adds the state, the gaps and the fills."""
         with self._lock:
-            parts = [(s, *s.ring.snapshot()) for s in self._series.values()]
+            parts = [(s, *s.ring.snapshot(self._layout.rows)) for s in self._series.values()]
             live = {
                 "state": self.state,
                 "gaps": [(a.isoformat(), b.isoformat()) for a, b in self.gaps],
@@ -388,16 +437,7 @@ class LiveFlow:
         out.attrs["live"] = live
         return out
 
-    def _series_frame(self, series: _Series, times: np.ndarray, values: np.ndarray, live: dict[str, Any]) -> pd.DataFrame:
-        arrays: dict[str, pa.Array] = {TIME: pa.array(times.astype("datetime64[us]"), type=pa.timestamp("us"))}
-        for j, name in enumerate(self.columns):
-            col = values[:, j]
-            dtype = DTYPES[name]
-            if name in INTS:
-                missing = np.isnan(col)
-                arrays[name] = pa.array(np.where(missing, 0, col).astype(np.int64), type=dtype, mask=missing)
-            else:
-                arrays[name] = pa.array(col.astype(dtype.to_pandas_dtype()), type=dtype)
+    def _series_frame(self, series: _Series, times: np.ndarray, blocks: list[np.ndarray], live: dict[str, Any]) -> pd.DataFrame:
         attrs = dict(series.attrs)
         q = series.query
         if len(times):
@@ -407,8 +447,8 @@ class LiveFlow:
             attrs["coverage"] = coverage(asked, first.to_pydatetime(), last.to_pydatetime()).to_dict()
         attrs["fetched_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         attrs["live"] = live
-        df = convert(pa.table(arrays), attrs, "pandas")
-        assert isinstance(df, pd.DataFrame)
+        df = self._layout.frame(times, blocks)
+        df.attrs.update(attrs)
         return df
 
     def _base_attrs(self, query: Query) -> dict[str, Any]:

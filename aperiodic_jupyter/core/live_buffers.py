@@ -1,18 +1,25 @@
 """The live flow's two buffers: the ring of the last N bars per series (what
 ``LiveFlow.frame()`` reads) and the mailbox that hands bars from the live thread to a
-consumer. Both are bounded, so memory stays flat however long the session."""
+consumer. Both are bounded, so memory stays flat however long the session; and
+:func:`release_memory`, which a view building frames over and over calls now and then
+to give the memory its allocators keep back to the system."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .live_bars import Bar
+
+__all__ = ["Ring", "Mailbox", "release_memory", "POLL", "QUEUE_BARS"]
 
 #: Seconds a thread waits between two looks at a stop while it blocks.
 POLL = 0.2
@@ -27,12 +34,14 @@ QUEUE_BARS = 10_000
 class Ring:
     """The last ``size`` bars of one series: a time array and a value matrix allocated
     once, a slot per bar, the oldest slot reused, so memory is flat however long the
-    session."""
+    session. The matrix holds a column per row (``values[j]`` is column ``j``, one
+    contiguous run), so :meth:`snapshot` copies each column once and the frame built
+    from it takes those copies as they are."""
 
     def __init__(self, size: int, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
         self.times = np.zeros(size, dtype=np.int64)
-        self.values = np.full((size, len(columns)), np.nan)
+        self.values = np.full((len(columns), size), np.nan)
         self.slot: dict[int, int] = {}
         self.head = 0
 
@@ -40,8 +49,9 @@ class Ring:
         return len(self.slot)
 
     def get(self, time_us: int) -> np.ndarray | None:
+        """The bar's values (a view into the ring: copy it to keep it), or ``None``."""
         i = self.slot.get(time_us)
-        return None if i is None else self.values[i]
+        return None if i is None else self.values[:, i]
 
     def put(self, time_us: int, row: np.ndarray) -> None:
         i = self.slot.get(time_us)
@@ -52,13 +62,48 @@ class Ring:
                 del self.slot[int(self.times[i])]
             self.slot[time_us] = i
             self.times[i] = time_us
-        self.values[i] = row
+        self.values[:, i] = row
 
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times, values) of the bars held, sorted by time, as copies."""
+    def snapshot(self, groups: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The times of the bars held, sorted, and for each group of column indices
+        the values of those columns (a row per column, a column per bar, in the same
+        order): copies, one allocation each, so a frame takes them as its blocks."""
         used = np.fromiter(self.slot.values(), dtype=np.intp, count=len(self.slot))
         used = used[np.argsort(self.times[used], kind="stable")]
-        return self.times[used], self.values[used]
+        return self.times[used], [self.values[np.ix_(rows, used)] for rows in groups]
+
+
+# -- memory the allocators keep -----------------------------------------------------------------
+
+
+def _glibc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` elsewhere (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+_TRIM = _glibc_trim()
+
+
+def release_memory() -> None:
+    """Give the memory freed since the last call back to the system (about a
+    millisecond): glibc keeps freed heap pages for reuse (a live view frees a few
+    megabytes of frame and chart rows several times a second, in pieces that leave the
+    heap fragmented, so what it keeps creeps up), and Arrow's pool keeps what its
+    allocator freed (a REST fill's decoding, for instance). What is in use is untouched."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 # -- the consumer's side: bars handed from the live thread -----------------------------------

@@ -356,6 +356,7 @@ class FlowExplorer(LiveChart):
 
         self._updater = LiveUpdater(flow, show, state)
         live_cells.adopt(self, self._cell)
+        live_cells.watch_interrupts()
         self._updater.start()
         if wait:
             while self.loading and self._updater.running:

@@ -107,7 +107,9 @@ def _parser() -> _Parser:
     p.add_argument("--widget", action="store_true", help="open the explorer widget prefilled with this query")
     p.add_argument("--dry-run", action="store_true", help="list the month files needed and which are cached; download nothing")
     p.add_argument("--set-key", action="store_true", help="type the API key at a hidden prompt (nothing lands in the notebook)")
-    p.add_argument("--live", action="store_true", help="follow the market: recent history, then each bar as it is published (RANGE live)")
+    p.add_argument(
+        "--live", action="store_true", help="follow the market: recent history, then each bar as it is published (RANGE live)"
+    )
     p.add_argument("--history", default=None, help="live: history first, in bars (360) or a duration (6h, 2d); 0 for none")
     p.add_argument("--speed", default=None, help="live: the simulated demo feed's clock rate (600: a 1m bar every 0.1 s)")
     return p

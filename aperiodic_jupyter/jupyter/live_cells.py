@@ -14,6 +14,7 @@ Panels are held weakly: a panel nobody holds is stopped by its flow's own ``atex
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import weakref
 from typing import Any, Protocol
@@ -93,7 +94,7 @@ def uninstall(shell: Any) -> None:
 # -- the kernel's interrupt while idle ------------------------------------------------------
 
 
-def watch_interrupts(shell: Any) -> bool:
+def watch_interrupts(shell: Any = None) -> bool:
     """Make the kernel's interrupt stop the live panels while the kernel is idle too.
 
     ipykernel ignores SIGINT between requests and, around each one, installs Python's
@@ -101,8 +102,12 @@ def watch_interrupts(shell: Any) -> bool:
     Replacing that saved handler makes ours the one in place whenever the kernel is
     idle; during a request the usual ``KeyboardInterrupt`` reaches the cell (and
     :func:`_post_run_cell` stops the panels). The stopping runs in a thread, so the
-    handler returns at once. Returns ``False`` where there is no such kernel (a
-    terminal IPython, a script): nothing is changed there."""
+    handler returns at once. ``shell``: IPython's, found when not given. Returns
+    ``False`` where there is no such kernel (a terminal IPython, a script): nothing is
+    changed there."""
+    if shell is None:
+        ipython = sys.modules.get("IPython")  # never imported: no IPython runs
+        shell = ipython.get_ipython() if ipython is not None else None
     kernel = getattr(shell, "kernel", None)
     previous = getattr(kernel, "saved_sigint_handler", None)
     if kernel is None or previous is None or threading.current_thread() is not threading.main_thread():

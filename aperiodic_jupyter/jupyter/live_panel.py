@@ -18,18 +18,23 @@ Three parts, each with one job:
   history per bar. The chart holds the newest ``chart_bars`` bars of each series (a
   window under the chart's aggregation limit, so a bar never re-aggregates the chart):
   each tail tells the page to drop the bars that left the window. The tail goes with
-  every update and a saved notebook keeps the rows sent plus the tail, so once the
-  tail outgrows a quarter of the window the window's rows are sent anew (the page, which has them, draws
-  nothing anew and keeps its brush). The Vega-Lite spec is built once (about half a
-  second) and checked again every :data:`SPEC_CHECK` seconds, since a few titles
-  follow the data (the divergence panel's correlation, candles giving way to a line);
-  only a changed spec draws the chart anew.
+  every update, and a saved notebook keeps the rows sent plus the tail, so once the
+  tail outgrows a quarter of the window the rows before the new bars are sent anew
+  and the tail starts again from them (the page, which has those rows, draws nothing
+  anew and keeps its brush). The Vega-Lite spec is built once (about half a second)
+  and checked against the data after :data:`SPEC_CHECK` seconds, then ever less often
+  while it still fits (up to :data:`SPEC_CHECK_MAX`), since a few titles follow the
+  data (the divergence panel's correlation, candles giving way to a line); only a
+  changed spec draws the chart anew.
 - :class:`LivePanel`, the widget: :class:`~.panel.FlowPanel` plus the two, its page
   code in ``js/live_panel.js``.
 
 Memory stays flat: the frame is the flow's ring (``settings.live_max_bars`` bars per
 series), the page holds the window (``chart_bars`` bars per series), the widget's
-state at most a quarter more (or :data:`TAIL_MIN` rows) after it. The API key lives in the
+state at most a quarter more (or :data:`TAIL_MIN` rows) after it. What each update
+builds and frees (the frame, a few megabytes at 10,000 bars, NumPy's memory, not
+Arrow's pool; the chart rows) goes back to the system every :data:`RELEASE_EVERY`
+seconds, so the allocators do not pile it up either. The API key lives in the
 flow's stream only; it is never a trait, an output or a log line.
 """
 
@@ -48,6 +53,7 @@ import traitlets
 
 from ..core.errors import AperiodicError
 from ..core.live import LiveFlow
+from ..core.live_buffers import release_memory
 from .chart_data import pack_records, unpack
 from .chart_widget import ChartWidget, chart_for
 from .charts import FLOW_DATASET, MAX_POINTS, chart_frame, parse_panels
@@ -56,14 +62,21 @@ from .panel import FlowPanel
 from .summary import summary_line
 from .vega_library import esm
 
-__all__ = ["LivePanel", "LiveChart", "LiveUpdater", "RATE", "SPEC_CHECK"]
+__all__ = ["LivePanel", "LiveChart", "LiveUpdater", "RATE", "RELEASE_EVERY", "SPEC_CHECK", "SPEC_CHECK_MAX"]
 
 log = logging.getLogger("aperiodic_jupyter")
 
 #: At most this many chart updates a second: bars arriving faster are batched.
 RATE = 4.0
-#: Seconds between two checks that the chart's spec still fits its data.
+#: Seconds between two checks that the chart's spec still fits its data (each builds the
+#: chart: about half a second); doubled after each check that found nothing, up to
+#: SPEC_CHECK_MAX, so a chart whose titles never follow its data costs next to nothing.
 SPEC_CHECK = 30.0
+SPEC_CHECK_MAX = 480.0
+#: Seconds between two :func:`~aperiodic_jupyter.core.live_buffers.release_memory`
+#: calls while updates run (each about a millisecond): the memory each update frees
+#: goes back to the system instead of piling up in the allocators.
+RELEASE_EVERY = 10.0
 #: The rows a tail may reach, as a share of the window's, before the rows are sent anew...
 TAIL_SHARE = 0.25
 #: ... or this many rows, whichever is more (a small window would send its rows each time).
@@ -124,6 +137,7 @@ class LiveUpdater:
     def _run(self) -> None:
         since: pd.Timestamp | None = None  # the first bar changed since the last show
         due = 0.0  # monotonic time of the next show allowed
+        release = time.monotonic() + RELEASE_EVERY  # ... and of the next release_memory()
         try:
             while True:
                 wait = max(due - time.monotonic(), 0.0) if since is not None else 1.0
@@ -141,6 +155,9 @@ class LiveUpdater:
                     self._show(self.flow.frame(), since)
                     since = None
                     due = time.monotonic() + self._period
+                    if time.monotonic() >= release:
+                        release_memory()
+                        release = time.monotonic() + RELEASE_EVERY
                 self._report()
         except Exception as exc:  # a view that cannot draw must not leave the stream running
             log.exception("live view failed")
@@ -196,6 +213,7 @@ class LiveChart(ChartWidget):
         self._live_static: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._live_columns: list[str] = []
         self._live_checked = 0.0  # monotonic time of the last spec check
+        self._live_check_every = SPEC_CHECK
 
     def show_live(self, df: pd.DataFrame, since: pd.Timestamp | None, panels: tuple[str, ...]) -> None:
         """Show ``df``, a live frame whose bars from ``since`` on are new or changed
@@ -217,7 +235,7 @@ class LiveChart(ChartWidget):
             else:
                 self._send_live_tail(dataset, tail, keep)
             self._base = None  # ChartWidget.append's record of the rows is not this: it draws anew
-            if time.monotonic() - self._live_checked > SPEC_CHECK:
+            if time.monotonic() - self._live_checked > self._live_check_every:
                 self._check_spec(window, df.attrs, panels)
         self.summary = summary_line(df)
         self.df = df
@@ -289,9 +307,12 @@ class LiveChart(ChartWidget):
         window.attrs = attrs
         spec = chart_for(window, panels, MAX_POINTS).to_dict()
         spec.pop("datasets", None)
-        self._live_checked = time.monotonic()
         if spec != self._spec_sent:
             self._draw_live(window, attrs, panels)
+            self._live_check_every = SPEC_CHECK
+        else:
+            self._live_checked = time.monotonic()
+            self._live_check_every = min(2 * self._live_check_every, SPEC_CHECK_MAX)
 
 
 def _millis(time: pd.Timestamp) -> int:
