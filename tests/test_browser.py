@@ -22,6 +22,7 @@ import gzip
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -270,6 +271,17 @@ def _x_labels(panel: dict) -> list[str]:
     return [text for text, _, _ in axes[0]]
 
 
+#: The time axis's labels on a chart of under 200 days, at every zoom: "Jan 14" for a
+#: day, "06:00" within one; never "Feb 2024", "Tue 02" or "2024" among them (issue 15).
+ONE_LABEL_STYLE = re.compile(r"[A-Z][a-z]{2} \d{2}|\d{2}:\d{2}(:\d{2})?")
+
+
+def _assert_one_label_style(state: dict) -> None:
+    for panel in _time_panels(state):
+        labels = _x_labels(panel)
+        assert all(ONE_LABEL_STYLE.fullmatch(text) for text in labels), (panel["title"], labels)
+
+
 def _brush_overview(page, scope, lo: float = 0.40, hi: float = 0.55) -> dict:
     """Drag across the overview strip from ``lo`` to ``hi`` of its width, as a user;
     returns the view's state from before the drag."""
@@ -306,6 +318,8 @@ def _assert_brush_moved_every_panel(page, scope, before: dict) -> dict:
         a, b = new[n]["x"]["domain"]
         assert lo - 3_600_000 <= a < b <= hi + 3_600_000 and (b - a) < 0.3 * (hi - lo), (n, old[n]["x"], new[n]["x"])
         assert _x_labels(new[n]) != _x_labels(old[n]), (n, _x_labels(new[n]))
+    _assert_one_label_style(before)
+    _assert_one_label_style(after)
     strip = after["panels"][-1]
     assert strip["x"]["domain"] == before["panels"][-1]["x"]["domain"], "the overview strip must keep the whole range"
     return after
@@ -352,7 +366,7 @@ def test_explorer_load_brush_and_export_in_jupyterlab(lab, browser, tmp_path):
         "from aperiodic_jupyter.jupyter.explorer import FlowExplorer\nw = FlowExplorer(exchange='okx-perps', symbol='ETH', interval='1h', range='2024-01..2024-02')\nw",
         "print('BRUSH', w.brush_range)\nprint('ROWS', None if w.brushed is None else len(w.brushed))",
     )
-    page = browser.new_page(viewport={"width": 1280, "height": 1800}, accept_downloads=True)
+    page, _ = _hooked_page(browser, viewport={"width": 1280, "height": 1800}, accept_downloads=True)
     _open_and_run_all(page, url, "explorer.ipynb")
 
     selector = page.locator(".apj-explorer")
@@ -389,6 +403,10 @@ def test_explorer_load_brush_and_export_in_jupyterlab(lab, browser, tmp_path):
     page.mouse.up()
     page.wait_for_timeout(1500)  # the page sends the brush once the drag pauses (js/chart_view.js)
     page.locator(".jp-Cell").nth(0).screenshot(path=str(_screenshot_dir(tmp_path) / "explorer.png"))
+    # Zoomed across February 1st: the month's start reads "Feb 01" like its neighbours.
+    brushed = _vega_state(page, selector)
+    assert brushed and len(_time_panels(brushed)) >= 3
+    _assert_one_label_style(brushed)
 
     # The brushed range arrives in Python.
     page.locator(".jp-Cell").nth(1).locator(".jp-InputArea-editor").click()

@@ -376,26 +376,34 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 _OVERVIEW_FIELD = "buy"  # what the overview strip under every chart draws
 
 
-#: One label style per tick step, so an axis never mixes "Tue 02" with "Jan 14" and
-#: zooming in still gives readable ticks (a Vega multi-format; a utc scale formats in UTC).
-_TIME_AXIS = alt.Axis(
-    format={  # type: ignore[arg-type]
-        "year": "%Y",
-        "quarter": "%b %Y",
-        "month": "%b %Y",
-        "week": "%b %d",
-        "date": "%b %d",
-        "hours": "%H:%M",
-        "minutes": "%H:%M",
-        "seconds": "%H:%M:%S",
-        "milliseconds": "%S.%L",
-    },
-    # About 90 px per tick on a 720 px panel: room for every label, so dropping
-    # overlapping labels never leaves only the "12:00" ones of a zoomed week.
-    tickCount=8,
-    labelOverlap=True,
-    labelSeparation=6,  # room between labels, so "Nov 12" and "06:00" never touch
-)
+#: A chart spanning more than this labels month starts "Jan 2024" (its ticks are months).
+LONG_SPAN = pd.Timedelta(days=200)
+
+
+def time_axis(span: pd.Timedelta | None) -> alt.Axis:
+    """The time axis of every panel, for a chart whose bars span ``span``: one label style
+    at every zoom, "Jan 14" for a day, "06:00" within one ("06:00:15" within a minute);
+    the date at midnight marks where a day starts among hour ticks. Vega's own
+    multi-format picks a label by what a tick's time is aligned to, so a zoomed month
+    showed "Feb 2024" among "Jan 30" and "Feb 02"; here month starts read "Feb 01",
+    except on a chart longer than :data:`LONG_SPAN`, whose ticks are months ("Feb 2024")."""
+    day = "utcdate(datum.value) == 1 ? '%b %Y' : '%b %d'" if span is not None and span > LONG_SPAN else "'%b %d'"
+    return alt.Axis(
+        labelExpr=(
+            "utcFormat(datum.value, utcseconds(datum.value) ? '%H:%M:%S'"
+            f" : (utchours(datum.value) || utcminutes(datum.value)) ? '%H:%M' : {day})"
+        ),
+        # About 90 px per tick on a 720 px panel: room for every label, so dropping
+        # overlapping labels never leaves only the "12:00" ones of a zoomed week.
+        tickCount=8,
+        labelOverlap=True,
+        labelSeparation=6,  # room between labels, so "Nov 12" and "06:00" never touch
+    )
+
+
+def span_of(times: pd.Series) -> pd.Timedelta | None:
+    """From the first to the last of ``times`` (``None`` without any)."""
+    return (times.max() - times.min()) if len(times) else None
 
 
 class LinkedViews(alt.VConcatChart):
@@ -467,7 +475,7 @@ def chart_config(description: str, **extra: Any) -> alt.Config:
     )
 
 
-def overview_strip(base: alt.Chart, brush: alt.Parameter, time_field: str, y: str) -> alt.Chart:
+def overview_strip(base: alt.Chart, brush: alt.Parameter, time_field: str, y: str, axis: alt.Axis) -> alt.Chart:
     """The strip under every view: an area of ``y`` over time carrying the brush that
     zooms every panel above it."""
     return (
@@ -477,7 +485,7 @@ def overview_strip(base: alt.Chart, brush: alt.Parameter, time_field: str, y: st
                 f"{time_field}:T",
                 title="time (UTC) — drag here to zoom all panels, double-click to reset",
                 scale=alt.Scale(type="utc"),
-                axis=_TIME_AXIS,
+                axis=axis,
             ),
             y=alt.Y(y, title=None, axis=None),
         )
@@ -528,9 +536,10 @@ def flow_chart(
     # The bar's start as text, before any panel's own transforms: Vega-Lite computes
     # it once for every panel (and the folded rows of the order-size panels copy it).
     base, tip = time_tip(rows, "time")
+    axis = time_axis(span_of(df["time"]) if "time" in df.columns else None)
     ctx = _Context(
         base=base,
-        x=alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS),
+        x=alt.X("time:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=axis),
         brush=brush,
         tip=tip,
         data=data,
@@ -542,7 +551,7 @@ def flow_chart(
         built = _BUILDERS[name](ctx)
         views += built if isinstance(built, list) else [built]
     return LinkedViews(
-        vconcat=[*views, overview_strip(rows, brush, "time", f"{_OVERVIEW_FIELD}:Q")],
+        vconcat=[*views, overview_strip(rows, brush, "time", f"{_OVERVIEW_FIELD}:Q", axis)],
         spacing=12,
         title=alt.TitleParams(heading, subtitle=subtitle or alt.Undefined, subtitleColor="#b2182b", anchor="start", fontSize=15),
         resolve=alt.Resolve(scale=alt.ScaleResolveMap(color="independent")),

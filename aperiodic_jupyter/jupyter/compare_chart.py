@@ -31,7 +31,6 @@ from ..core.query import INTERVAL_SECONDS
 from ..core.schema import SIZES
 from .charts import (
     _RULES,
-    _TIME_AXIS,
     BRUSH,
     MAX_POINTS,
     LinkedViews,
@@ -40,6 +39,8 @@ from .charts import (
     chart_config,
     formatted_tips,
     overview_strip,
+    span_of,
+    time_axis,
     time_tip,
 )
 from .labels import source_label
@@ -251,7 +252,8 @@ def venue_chart(
 
     brush = alt.selection_interval(name=BRUSH, encodings=["x"])
     base = alt.Chart(alt.NamedData(name=_DATASET)).properties(width=width, height=110)
-    x = alt.X("t:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=_TIME_AXIS)
+    axis = time_axis(span_of(df["time"]) if "time" in df.columns else None)
+    x = alt.X("t:T", title=None, scale=alt.Scale(type="utc", domain=brush), axis=axis)
     color = alt.Color(
         "v:N",
         title=None,
@@ -330,7 +332,7 @@ def venue_chart(
             .properties(title="Close per venue (quote per base): the gap between the lines is the basis", height=140)
         )
         views.insert(0, price)
-    overview = overview_strip(base, brush, "t", "sum(vol):Q")
+    overview = overview_strip(base, brush, "t", "sum(vol):Q", axis)
     # JSON has no NaN: pandas writes null, which Vega skips. The rows live once, in the
     # top-level datasets; every panel refers to them by name.
     records = json.loads(data.to_json(orient="records"))
