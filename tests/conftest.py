@@ -48,6 +48,13 @@ def api():
         yield server
 
 
+@pytest.fixture(scope="module")
+def demo():
+    """A demo client of the module's own: no disk cache, a private memory cache."""
+    with Client("demo", cache_dir=False, memory_cache=MemoryCache()) as client:
+        yield client
+
+
 @pytest.fixture
 def make_client(tmp_path):
     """Clients against a server, with fast retries and a private cache."""

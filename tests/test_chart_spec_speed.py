@@ -19,20 +19,11 @@ import pandas as pd
 import pytest
 from altair.utils import schemapi
 
-from aperiodic_jupyter import Client
-from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.jupyter.charts import TIP_TIME_FORMAT, LinkedViews, flow_chart
 from aperiodic_jupyter.jupyter.compare_chart import venue_chart
 
 #: Keys only a chart row has: the flow chart's (``time``, ``buy``) and the venue view's (``t``, ``v``).
 _ROW_KEYS = ({"time", "buy"}, {"t", "v", "dn"})
-
-
-@pytest.fixture(scope="module")
-def demo():
-    client = Client("demo", cache_dir=False, memory_cache=MemoryCache())
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

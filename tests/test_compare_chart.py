@@ -11,8 +11,6 @@ import pytest
 import vl_convert as vlc
 
 import aperiodic_jupyter as aj
-from aperiodic_jupyter import Client
-from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.jupyter.charts import BRUSH
 from aperiodic_jupyter.jupyter.compare_chart import venue_chart, venue_frame
 
@@ -31,13 +29,6 @@ def venues_frame(get_flow, interval="1h", start="2024-11", end=None, venues=VENU
     df = pd.concat(parts, ignore_index=True)
     df.attrs = dict(SIMULATED)
     return df
-
-
-@pytest.fixture(scope="module")
-def demo():
-    client = Client("demo", cache_dir=False, memory_cache=MemoryCache())
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pytest
 
 import aperiodic_jupyter as aj
-from aperiodic_jupyter import Client, QueryError, make_query
+from aperiodic_jupyter import QueryError, make_query
 from aperiodic_jupyter.core import output as output_module
-from aperiodic_jupyter.core.cache import CacheKey, MemoryCache
+from aperiodic_jupyter.core.cache import CacheKey
 from aperiodic_jupyter.core.output import METADATA_KEY, OUTPUTS
 
 from .server import FakeApi, with_gaps
@@ -32,12 +32,6 @@ DTYPES = {
     "int64": (pl.Int64, pa.int64()),
     "str": (pl.String, pa.string()),
 }
-
-
-@pytest.fixture(scope="module")
-def demo():
-    with Client("demo", cache_dir=False, memory_cache=MemoryCache()) as client:
-        yield client
 
 
 def _values(column: pd.Series | pl.Series | pa.ChunkedArray) -> np.ndarray:

@@ -11,16 +11,8 @@ import pyarrow as pa
 import pytest
 
 import aperiodic_jupyter as aj
-from aperiodic_jupyter import Client
-from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.core.price import join_price, price_status
 from aperiodic_jupyter.jupyter.charts import DEFAULT_PANELS, PANELS, flow_chart, parse_panels
-
-
-@pytest.fixture(scope="module")
-def demo():
-    with Client("demo", cache_dir=False, memory_cache=MemoryCache()) as client:
-        yield client
 
 
 def test_get_ohlcv_goes_through_the_core_and_is_labelled_simulated(demo):

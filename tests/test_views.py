@@ -9,18 +9,9 @@ import json
 import pandas as pd
 import pytest
 
-from aperiodic_jupyter import Client
-from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.jupyter.chart_data import unpack
 from aperiodic_jupyter.jupyter.charts import BRUSH, chart_frame, downsample, flow_chart
 from aperiodic_jupyter.jupyter.panel import FlowPanel
-
-
-@pytest.fixture(scope="module")
-def demo():
-    client = Client("demo", cache_dir=False, memory_cache=MemoryCache())
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
