@@ -304,7 +304,7 @@ def bench_warm(quick: bool) -> Section:
     sec.notes.append(
         "memory: the kernel keeps each month in the smaller of its two forms, the Parquet file that arrived or its decoded "
         "table (months of minute bars as files, about 0.7× the table; hourly months as tables), so a warm call from memory "
-        "decodes minute months again, straight into the frame. disk: a client with an empty memory cache built beforehand "
+        "decodes minute months again, straight into the frame, and stacks hourly tables with one to_pandas. disk: a client with an empty memory cache built beforehand "
         "reads the files, checks their checksums and decodes them."
     )
     sec.notes.append(load.note())
@@ -442,10 +442,11 @@ def bench_memory(quick: bool) -> Section:
         "so the frame and the cache together are about 1.7× the frame; the rest is the allocators' own overhead."
     )
     sec.notes.append(
-        "How: each month is decoded as it arrives, to check it, then let go (at most two decoded months wait for the "
-        "caller at once); the frame is then filled month by month, each file decoded again a few columns at a time straight "
-        "into the frame's columns, and the memory each piece's decoding used is returned to the system before the next. "
-        "Files are written to the disk cache as they arrive, so caching holds no second copy."
+        "How: the frame's blocks are allocated for the most bars the months can hold (memory the system hands over only "
+        "as it is written); each file of minute bars has its time column decoded to check its span, then is decoded once, "
+        "a few columns at a time, straight into its month's place in the frame by the download thread, which gives the "
+        "memory each piece's decoding used back to the system before the next. Files are written to the disk cache as "
+        "they arrive, so caching holds no second copy."
     )
     return sec
 

@@ -522,3 +522,34 @@ def test_months_decoded_and_not_yet_handed_over_are_few_however_many_arrive(api,
     query = q(start="2023-01-01", end="2023-12-31")
     api_module.ApiSource(API_KEY, api.base_url, backoff=0.01).fetch_months(query, query.months, slow_caller)
     assert waiting == 0 and 1 <= most <= DECODES, most
+
+
+def test_a_large_file_is_decoded_once_into_the_frame_kept_as_its_file_and_a_corrupt_one_retried(api, make_client, monkeypatch):
+    from aperiodic_jupyter.core.frame import assemble, table_to_frame
+    from aperiodic_jupyter.core.sources import api as api_module
+
+    monkeypatch.setattr(api_module, "SMALL_FILE", 0)  # every file takes the large files' way
+    decodes = []
+    decode = api_module.read_parquet_bytes
+
+    def whole(raw, columns=None, **kw):
+        decodes.append(columns)
+        return decode(raw, columns, **kw)
+
+    monkeypatch.setattr(api_module, "read_parquet_bytes", whole)
+    client = make_client(api, max_attempts=3)
+    api.inject("file", corrupt=True, match="2024-02", times=1)
+    query = q(start="2024-01-10", end="2024-03-31")
+    df = client.fetch(query)
+    assert decodes == []  # no file decoded whole: only its time column, then into the frame
+    parts = {}
+    for month in query.months:
+        hit = client.cache.find(aperiodic_jupyter.core.cache.CacheKey.of(client.source.cache_namespace, query, month))
+        assert hit is not None and hit[0].raw is not None  # kept as the file that arrived
+        parts[month] = hit[0]
+    pd.testing.assert_frame_equal(df, table_to_frame(assemble([(m, p.table()) for m, p in parts.items()], query)))
+
+    api.inject("file", corrupt=True, match="2023-02", times=99)
+    with pytest.raises(DownloadError, match=r"2023-02 could not be downloaded intact after 3 attempts"):
+        client.fetch(q(start="2023-01-01", end="2023-03-31"))
+    assert "2023-02" not in set(client.cache.info()["month"])

@@ -228,3 +228,45 @@ def test_booleans_and_narrow_integers_are_copied_as_to_pandas_makes_them():
 
     df = both_ways([(Month(2024, m), as_file(with_flags(m))) for m in (1, 2)], "2024-01-20", "2024-02-10")
     assert str(df["flag"].dtype) == "bool" and str(df["small"].dtype) == "int8"
+
+
+def test_months_added_in_any_order_with_a_short_month_between_give_the_stacked_frame():
+    from aperiodic_jupyter.core.frame import FrameBuilder
+
+    jan, feb, mar = month_table(1), month_table(2), month_table(3)
+    feb = feb.slice(24, 10 * 24)  # a short month: its slot is closed up at the end
+    query = make_query("binance-futures", "BTC", "1h", "2024-01-10", "2024-03-31")
+    builder = FrameBuilder(query)
+    builder.add_table(Month(2024, 3), mar)  # downloads finish in any order
+    builder.add(Month(2024, 2), as_file(feb))
+    builder.add_table(Month(2024, 1), jan)
+    df = builder.frame()
+    assert df is not None
+    expected = table_to_frame(assemble([(Month(2024, 1), jan), (Month(2024, 2), feb), (Month(2024, 3), mar)], query))
+    pd.testing.assert_frame_equal(df, expected)
+    df.loc[0, "taker_buy_count"] = -1  # the caller's own, as always
+    assert df.loc[0, "taker_buy_count"] == -1
+
+
+def test_a_month_with_more_bars_than_its_days_hold_goes_the_general_way():
+    from aperiodic_jupyter.core.frame import FrameBuilder
+
+    jan = month_table(1)
+    twice = pa.concat_tables([jan, jan]).sort_by("time")  # bars twice: more than 31 × 24
+    query = make_query("binance-futures", "BTC", "1h", "2024-01-01", "2024-01-31")
+    builder = FrameBuilder(query)
+    builder.add_table(Month(2024, 1), twice)
+    assert not builder.ok and builder.frame() is None
+    assert months_to_frame([(Month(2024, 1), MonthData.of_table(twice))], query) is None
+
+
+@pytest.mark.parametrize(("start", "end"), [("2024-01-01", "2024-03-31"), ("2024-01-15", "2024-03-10")])
+def test_small_months_kept_as_tables_are_stacked_at_once_and_match(start, end):
+    from aperiodic_jupyter.core.frame import small_frame
+
+    parts = [(Month(2024, m), MonthData.of_table(month_table(m))) for m in (1, 2, 3)]
+    query = make_query("binance-futures", "BTC", "1h", start, end)
+    df = small_frame(parts, query)
+    assert df is not None
+    pd.testing.assert_frame_equal(df, table_to_frame(assemble([(m, p.table()) for m, p in parts], query)))
+    assert small_frame([(m, as_file(p.table())) for m, p in parts], query) is None  # files: the builder's

@@ -608,16 +608,19 @@ class MonthCache:
         now: float | None = None,
         *,
         spool: Spool | None = None,
+        as_file: bool = False,
     ) -> MonthData:
         """Keep a month that passed every check: ``table``, and ``raw``, the file's bytes
         it was decoded from, when it came as one file (written to disk as they are;
         ``spool``: those bytes already written while they arrived). Returns the month as
         kept. An empty month goes to memory only and stays fresh for ``ttl``: an empty
         answer is never trusted for good. A disk that cannot be written leaves the month
-        in memory, with one :class:`CacheWarning` per folder."""
+        in memory, with one :class:`CacheWarning` per folder. ``as_file``: keep the
+        month as ``raw`` whatever ``table`` is (a file decoded straight into a frame
+        hands over its schema only, without rows)."""
         now = time.time() if now is None else now
-        final = table.num_rows > 0
-        data = MonthData.kept(table, raw)
+        data = MonthData.of_file(raw) if as_file and raw is not None else MonthData.kept(table, raw)
+        final = data.num_rows > 0
         self.memory.put(key, Entry(data, now, key.month, final))
         if self.disk is not None and final:
             try:

@@ -28,7 +28,7 @@ from .cache import CacheKey, DiskCache, MemoryCache, MonthCache, MonthLock, Spoo
 from .combine import combine, combine_tables, fetch_all, plan_queries
 from .coverage import check_listed, coverage
 from .errors import AperiodicError, DownloadError, FetchCancelled, QueryError
-from .frame import assemble, months_to_frame, release_decoded, table_to_frame
+from .frame import RELEASE_BYTES, FrameBuilder, assemble, months_to_frame, release_decoded, small_frame, table_to_frame
 from .output import Frame, check_output, convert
 from .parquet import MonthData, check_span
 from .price import join_price
@@ -249,18 +249,20 @@ class Client:
         refresh: bool,
         progress: bool | ProgressCallback | None,
         cancel: threading.Event | None,
+        builder: FrameBuilder | None = None,
     ) -> tuple[dict[Month, MonthData], dict[str, str]]:
         """The query's months (cached, downloaded, or downloaded by another thread) and
-        where each came from."""
+        where each came from. ``builder``: each downloaded month is copied into it from
+        the table it was checked with, before that table is let go."""
         # Every front end fetches through here, so one check gives them all one line
         # instead of a silent empty frame.
         check_listed(query)
         with self._in_use():
-            return self._fetch_months(query, refresh, progress, cancel)
+            return self._fetch_months(query, refresh, progress, cancel, builder)
 
     def _fetch_months(self, query: Query, *how: Any) -> tuple[dict[Month, MonthData], dict[str, str]]:
         """:meth:`_months` once the client is marked in use (``how``: its other arguments)."""
-        refresh, progress, cancel = how
+        refresh, progress, cancel, builder = how
         ns = self.source.cache_namespace
         keys = {m: CacheKey.of(ns, query, m) for m in query.months}
         parts: dict[Month, MonthData] = {}
@@ -280,7 +282,7 @@ class Client:
             failure: BaseException | None = None
             try:
                 if mine:
-                    self._download(query, mine, parts, origin, report, refresh, cancel)
+                    self._download(query, mine, parts, origin, report, refresh, cancel, builder)
                 for key, fut in theirs.items():
                     parts[key.month] = _result(fut, cancel)
                     origin[str(key.month)] = "download"
@@ -310,6 +312,7 @@ class Client:
         report: Callable[..., None],
         refresh: bool = False,
         cancel: threading.Event | None = None,
+        builder: FrameBuilder | None = None,
     ) -> None:
         """Fetch this thread's months from the source. With a disk cache, each month is
         first locked across processes: a month another process is downloading is waited
@@ -338,11 +341,21 @@ class Client:
         def on_month(month: Month, table: pa.Table, raw: bytes | bytearray | None) -> None:
             key = by_month[month]
             # Every source's months pass here: the bars must lie inside the month asked for.
+            # (A large file the API source decoded straight into the frame hands over its
+            # schema only, without rows: its bars were checked there. It is kept as its
+            # file.)
             check_span(table, month.first_day, month.last_day, str(month))
+            placed = builder is not None and month in builder.added
             with guard:
                 written = spools.pop(month, None)
-            data = self.cache.put(key, table, raw, spool=written)
+            data = self.cache.put(key, table, raw, spool=written, as_file=placed)
             unlisted = is_unlisted(table)
+            if builder is not None and not placed and data.raw is not None:
+                # Into the frame from the table the month was checked with, before it
+                # goes: each file is decoded once on the way to the frame. (A month kept
+                # as its table is stacked with the others at the end: for small months
+                # one to_pandas costs less than a copy per column in this thread.)
+                builder.add_table(month, table)
             if data.raw is not None:  # kept as its file: the decoded month goes now
                 del table
                 release_decoded()
@@ -357,7 +370,7 @@ class Client:
         try:
             todo = self._lock_months(sorted(by_month.values(), key=lambda k: k.month), held, busy, deliver, refresh)
             if todo:
-                self._from_source(query, todo, on_month, spool, cancel)
+                self._from_source(query, todo, on_month, spool, cancel, builder)
             with guard:
                 locks = list(held.values())  # a month the source did not hand over
                 held.clear()
@@ -366,7 +379,7 @@ class Client:
             if busy:
                 again = self._wait_for_others(busy, held, deliver)
                 if again:
-                    self._from_source(query, again, on_month, spool, cancel)
+                    self._from_source(query, again, on_month, spool, cancel, builder)
         finally:
             with guard:
                 locks = [*held.values(), *busy.values()]
@@ -385,12 +398,14 @@ class Client:
         on_month: OnMonth,
         spool: Callable[[Month], Spool | None],
         cancel: threading.Event | None,
+        builder: FrameBuilder | None = None,
     ) -> None:
         """``source.fetch_months``: the API source writes months to disk as they arrive
         and takes the cancel event itself; any other source is checked for a cancel
         between months."""
         if isinstance(self.source, ApiSource):
-            self.source.fetch_months(query, months, on_month, cancel=cancel, spool=spool)
+            place = builder.add_file if builder is not None else None
+            self.source.fetch_months(query, months, on_month, cancel=cancel, spool=spool, place=place)
             return
         if cancel is None:
             self.source.fetch_months(query, months, on_month)
@@ -574,17 +589,17 @@ class Client:
         output = check_output(output)  # before any download: a typo or no Polars fails at once
         if with_price and query.metric != "flow":
             raise QueryError(f"with_price joins price onto flow; the {query.metric!r} metric has no price join")
-        parts, origin = self._months(query, refresh, progress, cancel)
         if output == "pandas" and not with_price:
-            df = months_to_frame(list(parts.items()), query)
-            if df is None:  # columns or order the month-by-month build does not handle
-                df = table_to_frame(_assemble(parts, query))
-            del parts
+            builder = FrameBuilder(query)
+            parts, origin = self._months(query, refresh, progress, cancel, builder)
+            df = _to_frame(parts, query, builder)
+            del parts, builder
             first = last = None
             if TIME in df.columns and len(df):
                 first, last = df[TIME].iloc[0], df[TIME].iloc[-1]
             df.attrs.update(self._attrs(query, origin, first, last))
             return df
+        parts, origin = self._months(query, refresh, progress, cancel)
         table = _assemble(parts, query)
         del parts
         attrs = self._attrs(query, origin, *_time_bounds(table))
@@ -703,6 +718,28 @@ def _assemble(parts: dict[Month, MonthData], query: Query) -> pa.Table:
     if table.num_rows == 0 and query.metric == "flow":
         table = FLOW_FILE_SCHEMA.empty_table()
     return table
+
+
+def _to_frame(parts: dict[Month, MonthData], query: Query, builder: FrameBuilder) -> pd.DataFrame:
+    """The pandas frame of the months: ``builder`` holds the downloaded ones already;
+    the cached ones are added now. Months the build does not copy take the general
+    path (:func:`.frame.assemble`, then ``to_pandas``)."""
+    if not builder.added:
+        small = small_frame(list(parts.items()), query)  # hourly months from memory
+        if small is not None:
+            return small
+    if builder.ok:
+        for month in sorted(parts):
+            if month not in builder.added:
+                builder.add(month, parts[month])
+    df = builder.frame()
+    if sum(p.nbytes for p in parts.values()) > RELEASE_BYTES:
+        release_decoded()  # what decoding kept in Arrow's pool: the frame is all that is needed now
+    if df is None:  # columns or order the month-by-month build does not handle
+        df = months_to_frame(list(parts.items()), query)
+    if df is None:
+        df = table_to_frame(_assemble(parts, query))
+    return df
 
 
 def _time_bounds(table: pa.Table) -> tuple[Any, Any]:

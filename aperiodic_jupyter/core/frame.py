@@ -17,7 +17,8 @@ Two ways to the same pandas frame:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING
 
@@ -28,14 +29,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import SchemaError
-from .query import Query
+from .query import INTERVAL_SECONDS, Query
 from .ranges import Month
 from .schema import TIME
 
 if TYPE_CHECKING:
     from .parquet import MonthData
 
-__all__ = ["normalize_time", "table_to_frame", "assemble", "months_to_frame", "release_decoded"]
+__all__ = [
+    "normalize_time",
+    "table_to_frame",
+    "assemble",
+    "months_to_frame",
+    "FrameBuilder",
+    "rows_bound",
+    "small_frame",
+    "release_decoded",
+]
 
 _UTC_NS = pa.timestamp("ns", tz="UTC")
 
@@ -47,6 +57,9 @@ DECODE_THREADS_BYTES = 2 << 20
 RELEASE_BYTES = 16 << 20
 #: A month file is decoded into the frame in pieces of columns of about this many bytes.
 PIECE_BYTES = 2 << 20
+#: A file just downloaded is decoded into the frame (by its download thread, while other
+#: files still arrive) in pieces of about this many bytes, each given back at once.
+FILE_PIECE_BYTES = 1 << 20
 #: While a frame is filled, the memory decoding used is given back each time pieces of
 #: this many bytes were let go: each give-back costs about a millisecond, and the
 #: memory given back must be faulted in again by the next decode.
@@ -63,10 +76,7 @@ def normalize_time(table: pa.Table) -> pa.Table:
         return table
     if not pa.types.is_timestamp(col.type):
         raise SchemaError(f"column 'time' has type {col.type}, expected a timestamp")
-    if col.type.tz is None:
-        col = col.cast(pa.timestamp("ns")).cast(_UTC_NS)
-    else:
-        col = col.cast(_UTC_NS)
+    col = col.cast(_UTC_NS)  # a naive time is taken as UTC
     return table.set_column(table.column_names.index(TIME), TIME, col)
 
 
@@ -173,80 +183,308 @@ def _copyable(field: pa.Field) -> bool:
 
 def months_to_frame(parts: Sequence[tuple[Month, MonthData]], query: Query) -> pd.DataFrame | None:
     """The same frame as ``table_to_frame(assemble(...))`` of the decoded months, built
-    month by month: each month is decoded a few columns at a time (:data:`PIECE_BYTES`),
-    straight into the frame's columns, and each piece is let go, with the memory its
-    decoding used, before the next. So the build holds about the frame plus the months'
-    file bytes, never every decoded month as well. ``None`` when the months need
-    :func:`assemble` (no rows, a column type other than numbers and booleans, nulls in
-    an integer column, bars out of order); :class:`SchemaError` as :func:`assemble`
+    month by month with a :class:`FrameBuilder`: a month kept as its file is decoded a
+    few columns at a time (:data:`PIECE_BYTES`), straight into the frame's columns, and
+    each piece is let go, with the memory its decoding used, before the next. So the
+    build holds about the frame plus the months' file bytes, never every decoded month
+    as well. ``None`` when the months need :func:`assemble` (no rows, a column type
+    other than numbers and booleans, nulls in an integer column, bars out of order, a
+    month with more bars than its days hold); :class:`SchemaError` as :func:`assemble`
     raises it."""
     parts = sorted(((m, p) for m, p in parts if p.num_rows), key=lambda p: p[0])
     schema = _check_schemas([(m, _normal_schema(p.schema)) for m, p in parts])
-    if schema is None or TIME not in schema.names or schema.field(TIME).type != _UTC_NS:
+    if schema is None:
         return None
-    names = [n for n in schema.names if n != TIME]
-    if not all(_copyable(schema.field(n)) for n in names):
-        return None
-    lo, hi = (bound.value for bound in _bounds(query))
-    # Every month is placed in the frame before any is copied. A month that reaches past
-    # the range (the first and last, at most) has its time column decoded now to find
-    # its rows inside; the others lie wholly inside (every month's bars lie in that
-    # month: checked before it was cached), which is checked again as they are copied.
-    spans: list[tuple[int, int, int]] = []  # (first row, rows, offset in the frame)
-    total = 0
-    for month, part in parts:
-        first, rows = 0, part.num_rows
-        if month.first_day < query.start or month.last_day > query.end:
-            ns = _nanoseconds(normalize_time(pa.table({TIME: part.column(TIME)})))
-            if ns is None:
-                return None
-            first = int(np.searchsorted(ns, lo, side="left"))
-            rows = int(np.searchsorted(ns, hi, side="right")) - first
-        spans.append((first, rows, total))
-        total += rows
-    if total == 0:
-        return None
-    large = sum(p.nbytes for _, p in parts) > RELEASE_BYTES
-    if large:
+    builder = FrameBuilder(query)
+    builder.release = sum(p.nbytes for _, p in parts) > RELEASE_BYTES
+    if builder.release:
         # Arrow's pool keeps what decoders freed (earlier ones' too) for itself, while
         # the frame's memory comes from NumPy: give it back before the frame is made.
         release_decoded()
-    groups = _groups(schema, names)
-    blocks = {dtype: np.empty((len(rows), total), dtype=dtype) for dtype, rows in groups.items()}
-    columns = {name: blocks[dtype][row] for dtype, rows in groups.items() for row, name in enumerate(rows)}
-    stamps = np.empty(total, dtype=np.int64)
-    freed = 0  # bytes of decoded pieces let go since their memory was last given back
-    for (_, part), (first, rows, offset) in zip(parts, spans, strict=True):
-        if not rows:
+    for month, part in parts:
+        builder.add(month, part)
+        if not builder.ok:
+            return None
+    return builder.frame()
+
+
+#: Months kept as tables holding fewer bytes than this are stacked and converted by
+#: ``to_pandas`` at once (:func:`small_frame`): for small frames its fixed costs are
+#: lower than a copy per column and month.
+SMALL_FRAME_BYTES = 8 << 20
+
+
+def small_frame(parts: Sequence[tuple[Month, MonthData]], query: Query) -> pd.DataFrame | None:
+    """The frame of months all kept as tables and together smaller than
+    :data:`SMALL_FRAME_BYTES` (hourly bars: the warm call from memory), by one
+    ``concat_tables`` and ``to_pandas``; ``None`` for any other months, or months out
+    of order (:func:`assemble` sorts)."""
+    if any(p.raw is not None for _, p in parts) or sum(p.nbytes for _, p in parts) > SMALL_FRAME_BYTES:
+        return None
+    parts = sorted(((m, p) for m, p in parts if p.num_rows), key=lambda p: p[0])
+    if not parts:
+        return None
+    normal = [p.normal() for _, p in parts]
+    tables = [table for table, _ in normal]
+    first = tables[0].schema
+    if not all(t.schema.equals(first) for t in tables[1:]):
+        _check_schemas([(m, t.schema.remove_metadata()) for (m, _), t in zip(parts, tables, strict=True)])
+        return None  # same columns in another order: assemble selects them
+    if TIME not in first.names or first.field(TIME).type != _UTC_NS:
+        return None
+    lo, hi = (bound.value for bound in _bounds(query))
+    kept: list[pa.Table] = []
+    last = None
+    for (month, _), (table, ns) in zip(parts, normal, strict=True):
+        if ns is None:
+            return None
+        if month.first_day < query.start or month.last_day > query.end or ns[0] < lo or ns[-1] > hi:
+            a = int(np.searchsorted(ns, lo, side="left"))
+            b = int(np.searchsorted(ns, hi, side="right"))
+            table, ns = table.slice(a, b - a), ns[a:b]
+        if not len(ns):
             continue
-        for piece in _pieces(part, first, rows, [TIME, *names], schema):
-            freed += piece.get_total_buffer_size()
+        if last is not None and ns[0] < last:
+            return None
+        last = ns[-1]
+        kept.append(table)
+    if not kept:
+        return None
+    return pa.concat_tables(kept).replace_schema_metadata(None).to_pandas()
+
+
+def rows_bound(query: Query, month: Month) -> int:
+    """The most bars ``month`` can hold inside the query's range: its days in the range
+    times the interval's bars per day (bars start on multiples of the interval)."""
+    first, last = max(month.first_day, query.start), min(month.last_day, query.end)
+    days = (last - first).days + 1
+    if days <= 0:
+        return 0
+    seconds = INTERVAL_SECONDS.get(query.interval, 1)
+    return days * (86_400 // seconds) if 86_400 % seconds == 0 else days * 86_400 // seconds + 2
+
+
+class FrameBuilder:
+    """A query's pandas frame, filled month by month as the months arrive, in any order.
+
+    Each month of the query has a slot of :func:`rows_bound` rows in preallocated
+    blocks (one 2-D array per dtype, as ``to_pandas`` lays a frame out; memory the
+    system hands over only as it is written). A month handed over decoded
+    (:meth:`add_table`, the table the download was checked with) is copied into its
+    slot and can be let go at once; a month kept as its file (:meth:`add`), or a large
+    file just downloaded (:meth:`add_file`, called by the download's own thread once
+    the file's ``time`` passed the span check), is decoded into its slot a few columns
+    at a time. So a cold fetch decodes each file once, and holds no decoded month.
+    :meth:`frame` closes the gaps short months left (moving rows left, in place) and
+    hands pandas views of the blocks: no copy. Months are added one at a time (a lock).
+
+    The builder never raises on data: a month it does not copy itself (see
+    :func:`months_to_frame`), or one that does not fit its slot, turns it off
+    (``ok`` false, its memory let go) and :meth:`frame` answers ``None``; the caller
+    then takes the general path, which raises what is to be raised.
+    """
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.ok = True
+        #: Give the memory decoding used back to the system as pieces are let go
+        #: (:data:`RELEASE_EVERY`); set for large builds of months kept as files.
+        self.release = False
+        #: With ``release``: bytes of decoded pieces let go between two give-backs.
+        self.release_every = RELEASE_EVERY
+        #: Bytes of columns a file is decoded by at once (:data:`PIECE_BYTES`).
+        self.piece_bytes = PIECE_BYTES
+        self.added: set[Month] = set()
+        self._lo, self._hi = (bound.value for bound in _bounds(query))
+        self._slots: dict[Month, tuple[int, int]] = {}
+        capacity = 0
+        for month in query.months:
+            bound = rows_bound(query, month)
+            self._slots[month] = (capacity, bound)
+            capacity += bound
+        self._capacity = capacity
+        self._rows: dict[Month, int] = {}
+        self._schema: pa.Schema | None = None
+        self._names: list[str] = []
+        self._groups: dict[np.dtype, list[str]] = {}
+        self._blocks: dict[np.dtype, np.ndarray] = {}
+        self._columns: dict[str, np.ndarray] = {}
+        self._stamps: np.ndarray | None = None
+        self._freed = 0
+        self._lock = threading.RLock()  # downloads place months from their own threads
+
+    def _fail(self) -> None:
+        self.ok = False
+        self._blocks, self._columns, self._stamps = {}, {}, None
+
+    def _start(self, month: Month, schema: pa.Schema) -> bool:
+        """Ready to copy a month with rows of this (normal) schema into its slot: the
+        blocks are made with the first such month."""
+        if not self.ok or month not in self._slots or month in self.added:
+            self._fail()
+            return False
+        if self._schema is None:
+            if TIME not in schema.names or schema.field(TIME).type != _UTC_NS:
+                self._fail()
+                return False
+            names = [n for n in schema.names if n != TIME]
+            if not all(_copyable(schema.field(n)) for n in names):
+                self._fail()
+                return False
+            groups = _groups(schema, names)
+            try:
+                blocks = {dtype: np.empty((len(rows), self._capacity), dtype=dtype) for dtype, rows in groups.items()}
+                stamps = np.empty(self._capacity, dtype=np.int64)
+            except MemoryError:
+                self._fail()
+                return False
+            self._schema, self._names, self._groups, self._blocks, self._stamps = schema, names, groups, blocks, stamps
+            self._columns = {name: blocks[dtype][row] for dtype, rows in groups.items() for row, name in enumerate(rows)}
+        elif not schema.equals(self._schema):
+            self._fail()  # the general path names the month that disagrees
+            return False
+        return True
+
+    def _trimmed(self, month: Month) -> bool:
+        return month.first_day < self.query.start or month.last_day > self.query.end
+
+    def add_file(self, month: Month, raw: bytes | bytearray) -> bool:
+        """Decode a month's checked file straight into its slot, a few columns at a time;
+        whether the month was taken (every column decoded and copied). Raises what the
+        decoder raises on a corrupt file (the slot is then written again by a retry)."""
+        from .parquet import MonthData
+
+        with self._lock:
+            saved = self.release, self.release_every, self.piece_bytes
+            # While other files download: smaller pieces, each given back at once.
+            self.release, self.release_every, self.piece_bytes = True, FILE_PIECE_BYTES, FILE_PIECE_BYTES
+            try:
+                self.add(month, MonthData.of_file(raw))
+            finally:
+                self.release, self.release_every, self.piece_bytes = saved
+            # Arrow's pool keeps freed memory per thread: only this (download) thread
+            # can give back what its decoding used.
+            release_decoded()
+            self._freed = 0
+            return month in self.added
+
+    def add_table(self, month: Month, table: pa.Table) -> None:
+        """Copy a decoded month into its slot."""
+        with self._lock:
+            self._add_table(month, table)
+
+    def _add_table(self, month: Month, table: pa.Table) -> None:
+        if not self.ok:
+            return
+        if table.num_rows == 0:
+            if month in self.added or month not in self._slots:
+                self._fail()
+            self.added.add(month)
+            self._rows[month] = 0
+            return
+        table = normalize_time(table)
+        if not self._start(month, _normal_schema(table.schema)):
+            return
+        first, rows = 0, table.num_rows
+        if self._trimmed(month):
+            ns = _nanoseconds(table)
+            if ns is None:
+                self._fail()
+                return
+            first = int(np.searchsorted(ns, self._lo, side="left"))
+            rows = int(np.searchsorted(ns, self._hi, side="right")) - first
+        self._place(month, [table.slice(first, rows)] if rows else [], rows)
+
+    def add(self, month: Month, data: MonthData) -> None:
+        """Copy a month as kept (its table, or its file decoded a few columns at a time)."""
+        with self._lock:
+            self._add(month, data)
+
+    def _add(self, month: Month, data: MonthData) -> None:
+        if data.raw is None:
+            self._add_table(month, data.table())
+            return
+        if not self.ok:
+            return
+        if data.num_rows == 0:
+            self._add_table(month, pa.table({}))
+            return
+        schema = _normal_schema(data.schema)
+        if not self._start(month, schema):
+            return
+        first, rows = 0, data.num_rows
+        if self._trimmed(month):
+            ns = _nanoseconds(normalize_time(pa.table({TIME: data.column(TIME)})))
+            if ns is None:
+                self._fail()
+                return
+            first = int(np.searchsorted(ns, self._lo, side="left"))
+            rows = int(np.searchsorted(ns, self._hi, side="right")) - first
+        pieces = _pieces(data, first, rows, [TIME, *self._names], schema, self.piece_bytes) if rows else []
+        self._place(month, pieces, rows)
+
+    def _place(self, month: Month, pieces: Iterable[pa.Table], rows: int) -> None:
+        offset, bound = self._slots[month]
+        if rows > bound:
+            self._fail()  # more bars than the month's days hold: the general path
+            return
+        assert self._stamps is not None
+        for piece in pieces:
             if TIME in piece.column_names:
                 ns = _nanoseconds(piece)
-                if ns is None or len(ns) != rows or ns[0] < lo or ns[-1] > hi:
-                    return None
-                stamps[offset : offset + rows] = ns
+                if ns is None or len(ns) != rows or ns[0] < self._lo or ns[-1] > self._hi:
+                    self._fail()
+                    return
+                self._stamps[offset : offset + rows] = ns
             for name in piece.column_names:
                 if name == TIME:
                     continue
                 at = offset
+                column = self._columns[name]
                 for chunk in piece.column(name).chunks:
                     if chunk.null_count and not pa.types.is_floating(chunk.type):
-                        return None  # pandas makes such a column float or object: assemble does
+                        self._fail()  # pandas makes such a column float or object: assemble does
+                        return
                     n = len(chunk)
-                    columns[name][at : at + n] = chunk.to_numpy(zero_copy_only=False)
+                    column[at : at + n] = chunk.to_numpy(zero_copy_only=False)
                     at += n
-            del piece
-            if large and freed >= RELEASE_EVERY:
-                release_decoded()
-                freed = 0
-    if total > 1 and not bool((stamps[1:] >= stamps[:-1]).all()):
-        return None  # months that overlap: assemble sorts
-    times = pd.array(stamps, dtype=pd.DatetimeTZDtype("ns", "UTC"), copy=False)
-    return _frame(schema, groups, blocks, times, total)
+            if self.release:
+                self._freed += piece.get_total_buffer_size()
+                del piece
+                if self._freed >= self.release_every:
+                    release_decoded()
+                    self._freed = 0
+        self.added.add(month)
+        self._rows[month] = rows
+
+    def frame(self) -> pd.DataFrame | None:
+        """The frame of every month added (months of the query never added count as
+        empty), or ``None`` (see the class)."""
+        if not self.ok or self._schema is None or self._stamps is None:
+            return None
+        total = 0
+        for month, (offset, _) in self._slots.items():
+            rows = self._rows.get(month, 0)
+            if rows and offset != total:  # a short month before: move this one left
+                for block in self._blocks.values():
+                    for row in block:  # one row at a time: NumPy moves 1-D overlaps in place
+                        row[total : total + rows] = row[offset : offset + rows]
+                self._stamps[total : total + rows] = self._stamps[offset : offset + rows]
+            total += rows
+        if total == 0:
+            return None
+        stamps = self._stamps[:total]
+        if total > 1 and not bool((stamps[1:] >= stamps[:-1]).all()):
+            return None  # months that overlap: assemble sorts
+        times = pd.array(stamps, dtype=pd.DatetimeTZDtype("ns", "UTC"), copy=False)
+        blocks = {dtype: block[:, :total] for dtype, block in self._blocks.items()}
+        self._blocks, self._columns, self._stamps = {}, {}, None  # the frame owns them now
+        return _frame(self._schema, self._groups, blocks, times, total)
 
 
-def _pieces(part: MonthData, first: int, rows: int, names: list[str], schema: pa.Schema) -> Iterator[pa.Table]:
+def _pieces(
+    part: MonthData, first: int, rows: int, names: list[str], schema: pa.Schema, piece_bytes: int = PIECE_BYTES
+) -> Iterator[pa.Table]:
     """A month's rows ``[first, first + rows)``, ``time`` as UTC ns: a month kept as a
     table at once, a file in groups of columns of about :data:`PIECE_BYTES` decoded
     (``time`` in the first), so that little more than a piece exists besides the frame."""
@@ -259,7 +497,7 @@ def _pieces(part: MonthData, first: int, rows: int, names: list[str], schema: pa
     size = 0
     for name in names:
         width = max(1, schema.field(name).type.bit_width // 8)
-        if group and size + width * part.num_rows > PIECE_BYTES:
+        if group and size + width * part.num_rows > piece_bytes:
             yield normalize_time(reader.read(columns=group, use_threads=threads)).slice(first, rows)
             group, size = [], 0
         group.append(name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -57,7 +58,7 @@ class MonthData:
             buffers (whole buffers, also where the table is a slice of them).
     """
 
-    __slots__ = ("raw", "_table", "num_rows", "schema", "nbytes")
+    __slots__ = ("raw", "_table", "num_rows", "schema", "nbytes", "_normal")
 
     def __init__(self, raw: bytes | bytearray | None, table: pa.Table | None, num_rows: int, schema: pa.Schema) -> None:
         self.raw = raw
@@ -65,6 +66,7 @@ class MonthData:
         self.num_rows = num_rows
         self.schema = schema
         self.nbytes = len(raw) if raw is not None else (table.get_total_buffer_size() if table is not None else 0)
+        self._normal: tuple[pa.Table, np.ndarray | None] | None = None
 
     @classmethod
     def of_table(cls, table: pa.Table) -> MonthData:
@@ -104,6 +106,21 @@ class MonthData:
             return self._table
         assert self.raw is not None
         return read_parquet_bytes(self.raw, threads=threads)
+
+    def normal(self) -> tuple[pa.Table, np.ndarray | None]:
+        """A month kept as a table, ``time`` as tz-aware UTC ns (:func:`.frame.normalize_time`),
+        and its bar starts as int64 ns (``None`` when they are out of order or the table
+        has no such ``time``): worked out once, as a warm call from memory needs them
+        each time."""
+        if self._normal is None:
+            assert self._table is not None
+            table = normalize_time(self._table)
+            stamps = None
+            if TIME in table.column_names and pa.types.is_timestamp(table.column(TIME).type):
+                ns = table.column(TIME).combine_chunks().cast(pa.int64()).to_numpy()
+                stamps = ns if len(ns) < 2 or bool((ns[1:] >= ns[:-1]).all()) else None
+            self._normal = (table, stamps)
+        return self._normal
 
     def column(self, name: str) -> pa.ChunkedArray:
         """One column, decoding only that column of a file."""

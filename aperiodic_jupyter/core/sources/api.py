@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import tenacity
 
 from ... import __version__
@@ -66,7 +67,7 @@ from ..errors import (
     ServerError,
     SourceError,
 )
-from ..parquet import DECODES, read_parquet_bytes, time_bounds
+from ..parquet import DECODES, SMALL_FILE, read_parquet_bytes, time_bounds
 from ..query import SUB_MINUTE, Query
 from ..ranges import Month, utc_today
 from ..schema import TIME
@@ -93,6 +94,11 @@ class BodySink(Protocol):
 
 #: The caller's sink for a month that comes as one file, or ``None`` for none.
 SpoolFor = Callable[[Month], BodySink | None]
+#: The caller's frame for a month that comes as one large file: decodes the checked
+#: file's columns straight into it, a few at a time, and answers whether it took the
+#: month (see :class:`~aperiodic_jupyter.core.frame.FrameBuilder`); raises what a
+#: decode raises on a corrupt file.
+PlaceFile = Callable[[Month, bytearray], bool]
 
 #: Bytes of a body handed to its sink at once. Each hand-over (a file write, a checksum
 #: update) lets go of the GIL and must wait to get it back while other downloads hold
@@ -411,9 +417,12 @@ class ApiSource:
 
     # -- the files ---------------------------------------------------------------------
 
-    def _download(self, f: dict[str, Any], run: _Run, sink: BodySink | None = None) -> tuple[pa.Table, bytearray]:
+    def _download(
+        self, f: dict[str, Any], run: _Run, sink: BodySink | None = None, place: PlaceFile | None = None
+    ) -> tuple[pa.Table, bytearray]:
         """A file's table and bytes. Holds one of ``run``'s decoding permits when it
-        returns: whoever hands the month over gives it back."""
+        returns: whoever hands the month over gives it back. ``place``: see
+        :func:`_decode_checked` (the table is then the file's schema, without rows)."""
         label = _label(f)
         guard = Guard(run.cancelled, self.file_deadline, self.min_rate, self.rate_window)
         try:
@@ -424,7 +433,7 @@ class ApiSource:
                         while not run.decoding.acquire(timeout=POLL):
                             guard.check()  # a cancel or the file's budget ends the wait
                         try:
-                            return _decode_checked(raw, f), raw
+                            return (_decode_checked(raw, f) if place is None else _decode_checked(raw, f, place)), raw
                         except BaseException:
                             run.decoding.release()
                             raise
@@ -446,11 +455,15 @@ class ApiSource:
         *,
         cancel: threading.Event | None = None,
         spool: SpoolFor | None = None,
+        place: PlaceFile | None = None,
     ) -> None:
         """See :meth:`.base.Source.fetch_months`. ``cancel``: an event that cancels this
         call only when set (as :meth:`cancel` does for every call). ``spool``: gives a
         month that comes as one file a :class:`BodySink` its body is written to as it
-        arrives (the same sink for every attempt and renewal)."""
+        arrives (the same sink for every attempt and renewal). ``place``: a month that
+        comes as one large file is decoded once, straight into the caller's frame, once
+        its ``time`` column passed the span check; its table handed over is then that
+        column only, without rows (its bars were checked here)."""
         if not months:
             return
         run = _Run(cancel)
@@ -458,14 +471,22 @@ class ApiSource:
             self._runs.add(run)
         try:
             with guarded(Guard(run.cancelled)):
-                self._fetch(query, months, on_month, run, spool)
+                self._fetch(query, months, on_month, run, spool, place)
         except Cancelled:
             raise FetchCancelled("the fetch was cancelled; months finished before it are kept") from None
         finally:
             with self._runs_lock:
                 self._runs.discard(run)
 
-    def _fetch(self, query: Query, months: Sequence[Month], on_month: OnMonth, run: _Run, spool: SpoolFor | None) -> None:
+    def _fetch(
+        self,
+        query: Query,
+        months: Sequence[Month],
+        on_month: OnMonth,
+        run: _Run,
+        spool: SpoolFor | None,
+        place: PlaceFile | None = None,
+    ) -> None:
         wanted = set(months)
         start = min(months).first_day
         end = min(max(months).last_day, utc_today())
@@ -483,13 +504,14 @@ class ApiSource:
         # Only a month that is one file is written as it arrives; daily files are
         # stitched into a month first.
         sinks = {m: spool(m) for m, fs in by_month.items() if len(fs) == 1} if spool is not None else {}
+        places = {m: place for m, fs in by_month.items() if len(fs) == 1} if place is not None else {}
         pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="aperiodic-download")
         clean = False
         try:
             pending = listing
             idle_rounds = 0  # renewal rounds in a row that finished no file
             while pending:
-                expired, finished = self._round(pool, pending, run, by_month, remaining, results, on_month, sinks)
+                expired, finished = self._round(pool, pending, run, by_month, remaining, results, on_month, sinks, places)
                 if not expired:
                     break
                 idle_rounds = 0 if finished else idle_rounds + 1
@@ -521,6 +543,7 @@ class ApiSource:
         results: dict[tuple[int, int, int], tuple[pa.Table, bytearray]],
         on_month: OnMonth,
         sinks: dict[Month, BodySink | None],
+        places: dict[Month, PlaceFile] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Download ``pending``, handing each month over as it completes; the files whose
         URL expired and how many files finished."""
@@ -528,7 +551,10 @@ class ApiSource:
         finished = 0
         failure: SourceError | None = None
         futures: dict[Future[tuple[pa.Table, bytearray]], dict[str, Any]] = {
-            pool.submit(self._download, f, run, sinks.get(Month(f["year"], f["month"]))): f for f in pending
+            pool.submit(
+                self._download, f, run, sinks.get(Month(f["year"], f["month"])), (places or {}).get(Month(f["year"], f["month"]))
+            ): f
+            for f in pending
         }
         waiting = set(futures)
         while waiting:
@@ -579,10 +605,32 @@ def _label(f: dict[str, Any]) -> str:
 _EPOCH = datetime(1970, 1, 1)
 
 
-def _decode_checked(raw: bytearray, f: dict[str, Any]) -> pa.Table:
+def _decode_checked(raw: bytearray, f: dict[str, Any], place: PlaceFile | None = None) -> pa.Table:
     """A downloaded file decoded whole (by Arrow's threads, which keep their memory
     for the next decode) and its bars checked against the month or day it was listed
-    for."""
+    for.
+
+    With ``place`` (a month that is one file of at least :data:`~..parquet.SMALL_FILE`
+    bytes), only ``time`` is decoded for the check; the file is then decoded once,
+    straight into the caller's frame, a few columns at a time (which proves every
+    column decodes), and the file's schema is returned as a table without rows. When the caller does not take
+    the month (columns its frame does not copy), the file is decoded whole as without
+    ``place``."""
+    if place is not None and len(raw) >= SMALL_FILE:
+        try:
+            reader = pq.ParquetFile(pa.BufferReader(raw))
+            times = reader.read(columns=[TIME], use_threads=False) if TIME in reader.schema_arrow.names else None
+        except (pa.ArrowException, OSError, ValueError):
+            raise Transient("a file that is not valid Parquet (truncated or corrupt)") from None
+        if times is not None:
+            _check_bars(times, f)
+            checked = times.schema.empty_table()
+            del times  # let go in this thread, whose share of Arrow's pool place() gives back
+            try:
+                if place(Month(f["year"], f["month"]), raw):
+                    return checked
+            except (pa.ArrowException, OSError, ValueError):
+                raise Transient("a file that is not valid Parquet (truncated or corrupt)") from None
     try:
         table = read_parquet_bytes(raw)
     except (pa.ArrowException, OSError, ValueError):

@@ -139,6 +139,12 @@ def guarded_sleep(seconds: float) -> None:
         guard.sleep(seconds)
 
 
+#: Bytes one read of a connection may return. httpcore asks for 64 KiB; each read then
+#: costs a pass through httpcore, h11 and httpx in Python, which at 1 GB/s makes
+#: receiving a body CPU-bound: larger reads return what the socket holds in one pass.
+READ_BYTES = 256 << 10
+
+
 def _readable(sock: Any, timeout: float) -> bool:
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
@@ -158,6 +164,7 @@ class _GuardedStream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        max_bytes = max(max_bytes, READ_BYTES)
         guard = current_guard()
         sock = self._inner.get_extra_info("socket")
         if guard is not None and sock is not None:
