@@ -27,6 +27,7 @@ from .core.errors import (
     AperiodicError,
     AuthError,
     DownloadError,
+    ExportExtraMissing,
     FetchCancelled,
     FormatError,
     NoDataError,
@@ -103,6 +104,7 @@ __all__ = [
     "SchemaError",
     "FormatError",
     "FetchCancelled",
+    "ExportExtraMissing",
     "read_binance_aggtrades",
     "read_okx_trades",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "SchemaError",
     "FormatError",
     "FetchCancelled",
+    "ExportExtraMissing",
     "StreamError",
     "StreamRefused",
     "StreamClosed",
@@ -93,6 +94,11 @@ class SchemaError(AperiodicError):
 
 class FormatError(AperiodicError, ValueError):
     """A trades file is not in the format its reader expects."""
+
+
+class ExportExtraMissing(AperiodicError, ImportError):
+    """PNG or SVG was asked from Python without vl-convert installed (the ``export``
+    extra). The chart's own PNG and SVG buttons render in the browser and need nothing."""
 
 
 class StreamError(SourceError):

@@ -14,7 +14,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from ..core.errors import AperiodicError
+from ..core.errors import ExportExtraMissing
 
 __all__ = ["to_csv_bytes", "to_parquet_bytes", "chart_png", "chart_svg", "check_image", "MIME", "ExportExtraMissing"]
 
@@ -28,11 +28,6 @@ EXTRA_MISSING = (
 )
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class ExportExtraMissing(AperiodicError, ImportError):
-    """PNG or SVG was asked from Python without vl-convert installed (the ``export``
-    extra). The chart's own PNG and SVG buttons render in the browser and need nothing."""
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
