@@ -303,6 +303,15 @@ class LiveFlow:
         if not self._started and self._owns_client:
             self.client.close()
 
+    def join(self, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` seconds) until the live thread has exited, without
+        stopping it; ``True`` once it has (or never started). Its last steps (closing the
+        loop, the pool and its client) follow the end of the bars a consumer sees."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
     def __enter__(self) -> LiveFlow:
         return self.start()
 

@@ -164,6 +164,9 @@ class LiveUpdater:
             self._failure = f"the live view failed: {type(exc).__name__}: {exc}"
             self.flow.stop()
         finally:
+            # The flow closes its mailbox (which ends the loop above) just before its
+            # thread exits: "not running" must mean no thread of this panel is left.
+            self.flow.join()
             self._ended.set()
             self._report()
 
