@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 
 import aperiodic_jupyter
@@ -8,6 +10,7 @@ from aperiodic_jupyter.core.cache import MemoryCache
 from aperiodic_jupyter.core.client import shared_memory_cache
 
 from .server import API_KEY, FakeApi
+from .ws_server import FakeStream
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +56,20 @@ def demo():
     """A demo client of the module's own: no disk cache, a private memory cache."""
     with Client("demo", cache_dir=False, memory_cache=MemoryCache()) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def rest():
+    """The loopback API for live tests: recent days come as daily files, as the contract says."""
+    with FakeApi(daily_from=date.today() - timedelta(days=5)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ws():
+    """The loopback live stream (``tests/ws_server.py``)."""
+    with FakeStream() as server:
+        yield server
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import os
 import re
 import threading
 import time
-from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -29,8 +28,8 @@ from aperiodic_jupyter.jupyter.live_cells import stop_all_panels
 from aperiodic_jupyter.jupyter.live_panel import TAIL_MIN, LivePanel
 from aperiodic_jupyter.jupyter.panel import FlowPanel
 
-from .server import API_KEY, FakeApi
-from .ws_server import FakeStream, Session
+from .server import API_KEY
+from .ws_server import Session
 
 #: The demo feed sped up: a 1m bar every 0.1 s. LINK is a quiet coin whose month simulates fast.
 DEMO = "%flow binance LINK 1m live --speed 600 -p delta,cvd"
@@ -242,18 +241,6 @@ def test_while_it_updates_the_panel_gives_freed_memory_back_now_and_then(monkeyp
 
 
 # -- the real stream's protocol, on loopback servers ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rest():
-    with FakeApi(daily_from=date.today() - timedelta(days=5)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ws():
-    with FakeStream() as server:
-        yield server
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import tracemalloc
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -26,8 +26,8 @@ from aperiodic_jupyter.core.live import Bar, stop_all, stream_flow
 from aperiodic_jupyter.core.schema import FLOW_COLUMNS, PRICE_COLUMNS
 from aperiodic_jupyter.core.sources.stream import MAX_DELAY, backoff_delay
 
-from .server import API_KEY, FakeApi
-from .ws_server import LOGGER, FakeStream, Session
+from .server import API_KEY
+from .ws_server import LOGGER, Session
 
 NOON = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=30, microsecond=0)
 DAY = NOON.date().isoformat()
@@ -44,19 +44,6 @@ def T(k: int) -> datetime:
 
 #: What tests change from a user's call: a fixed clock and a quick reconnect.
 FAST = {"now": lambda: NOON, "backoff": 0.01}
-
-
-@pytest.fixture(scope="module")
-def rest():
-    # Recent days come as daily files, as the contract says.
-    with FakeApi(daily_from=date.today() - timedelta(days=5)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ws():
-    with FakeStream() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -301,16 +301,22 @@ def _speed(text: str | None) -> float:
     return speed
 
 
-def _check_live(parsed: FlowLine) -> None:
-    given = {
+def _options_given(parsed: FlowLine) -> dict[str, bool]:
+    """Which options the line set away from a plain chart's (the ones live and --widget
+    refuse, each keyed as in :data:`_NOT_LIVE` and :data:`_NOT_WITH_WIDGET`)."""
+    return {
         "columns": parsed.columns is not None,
         "metric": parsed.metric != "flow",
         "refresh": parsed.refresh,
         "chart": not parsed.chart,
         "dry_run": parsed.dry_run,
         "output": parsed.output != "pandas",
-        "timestamp": bool(parsed.queries) and parsed.queries[0].timestamp != "exchange",
     }
+
+
+def _check_live(parsed: FlowLine) -> None:
+    given = _options_given(parsed)
+    given["timestamp"] = bool(parsed.queries) and parsed.queries[0].timestamp != "exchange"
     bad = [_NOT_LIVE[k] for k, v in given.items() if v]
     if bad:
         raise QueryError(f"live does not take {'; '.join(bad)}")
@@ -321,14 +327,7 @@ def _check_widget(parsed: FlowLine, exchanges: list[str], symbols: list[str]) ->
         raise QueryError(f"--widget opens one venue at a time, got {','.join(exchanges)}; open one explorer per venue")
     if len(symbols) > 1:
         raise QueryError(f"--widget opens one symbol at a time, got {','.join(symbols)}; open one explorer per symbol")
-    given = {
-        "columns": parsed.columns is not None,
-        "metric": parsed.metric != "flow",
-        "refresh": parsed.refresh,
-        "chart": not parsed.chart,
-        "dry_run": parsed.dry_run,
-        "output": parsed.output != "pandas",
-    }
+    given = _options_given(parsed)
     bad = [_NOT_WITH_WIDGET[k] for k, v in given.items() if v]
     if bad:
         raise QueryError(f"--widget does not take {'; '.join(bad)}")
