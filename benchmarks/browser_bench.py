@@ -60,7 +60,7 @@ sys.path.insert(0, str(HERE))
 from harness import Section  # noqa: E402
 from run import machine  # noqa: E402
 
-from tests.browser_harness import hooked_page, jupyter_server, wait_for_idle_kernel, wait_for_view, write_notebook  # noqa: E402
+from tests.browser_harness import hooked_page, jupyter_server, server_app, wait_for_idle_kernel, wait_for_view, write_notebook  # noqa: E402
 from tests.test_browser import CHROMIUM_FLAGS, VEGA_STATE, _open_and_run_all  # noqa: E402
 
 DATA_TARGET_MS = 2000.0  # a year of 1m bars visible after the kernel has the data
@@ -1017,17 +1017,7 @@ def jupyterlab(base: Path) -> Iterator[tuple[str, Path]]:
     settings = base / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    app = [
-        "jupyterlab",
-        "--allow-root",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        "--IdentityProvider.token=",
-        "--ServerApp.password=",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={base / 'user-settings'}",
-    ]
+    app = server_app("jupyterlab", root, f"--LabApp.user_settings_dir={base / 'user-settings'}")
     with jupyter_server(app, base) as url:
         yield url, root
 

@@ -100,6 +100,23 @@ class Tab:
         return self.page.evaluate("() => (window.__apjVegaViews || []).length")
 
 
+def server_app(app: str, root: Path, *flags: str) -> list[str]:
+    """``app`` (``jupyterlab``, ``notebook``: a Jupyter Server app) serving ``root`` on
+    127.0.0.1 with no browser, token or password, and no other port than the one given,
+    plus the app's own ``flags``: what :func:`jupyter_server` runs."""
+    return [
+        app,
+        "--allow-root",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        *flags,
+    ]
+
+
 @contextmanager
 def jupyter_server(
     app: Sequence[str], base: Path, *, ready: str = "/api/status", timeout: float = 90, port: int | None = None

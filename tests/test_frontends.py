@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .browser_harness import NOTEBOOK7_NOISE, VOILA_NOISE, Tab, jupyter_server, wait_for_idle_kernel, write_notebook
+from .browser_harness import NOTEBOOK7_NOISE, VOILA_NOISE, Tab, jupyter_server, server_app, wait_for_idle_kernel, write_notebook
 from .browser_harness import browser as browser  # the module-scoped Chromium fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,17 +91,7 @@ def notebook7(tmp_path_factory, browser):
     root = base / "root"
     root.mkdir()
     write_notebook(root, "flow.ipynb", "%load_ext aperiodic_jupyter", EXPLORER_CELL, MAGIC_LINE)
-    server = [
-        "notebook",
-        "--allow-root",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        "--IdentityProvider.token=",
-        "--ServerApp.password=",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-    ]
-    with jupyter_server(server, base) as url:
+    with jupyter_server(server_app("notebook", root), base) as url:
         tab = Tab.open(browser, NOTEBOOK7_NOISE, viewport={"width": 1280, "height": 1600}, accept_downloads=True)
         tab.page.goto(f"{url}/notebooks/flow.ipynb")
         tab.page.wait_for_selector(".jp-Notebook", timeout=TIMEOUT_S * 1000)
